@@ -1,0 +1,178 @@
+"""The `adasr-av` command: a thin layer over the package's functions."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from adasr_av.errors import AdasrError
+
+SAMPLE_QUESTION = "How many apples does Tom have now?"
+SAMPLE_STORY = (
+    "Tom has five apples. He buys three more apples at the market. The sky is blue today. "
+    "He gives two apples to Anna."
+)
+SAMPLE_ANSWER = "6"
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="model folder or hub id (default: the bundled model)")
+    p.add_argument("--adapter", help="LoRA adapter folder or hub id (peft)")
+    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="adasr-av", description="Reason over audio and video while it streams."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    reason = sub.add_parser("reason", help="stream text chunks into the reasoner and print the timeline")
+    _add_model_args(reason)
+    reason.add_argument("--question", help="the question (may be empty; default: the sample story's)")
+    source = reason.add_mutually_exclusive_group()
+    source.add_argument("--text", help='the stream as text, "S1. S2. ...", one chunk per sentence')
+    source.add_argument("--chunks", type=Path, help="JSON-lines chunks: text, t_start, t_end[, t_emit]")
+    reason.add_argument("--reference", help="reference answer; the summary then says if it was correct")
+    reason.add_argument(
+        "--wpm", type=float, default=150.0, help="speaking rate for --text (words per minute)"
+    )
+    reason.add_argument("--clock", choices=["cost-model", "wall"], default="cost-model")
+    reason.add_argument("--cost", default="paper", help="cost profile: a name (paper) or a calibrate JSON")
+    reason.add_argument("--mode", choices=["streaming", "read-then-think"], default="streaming")
+    reason.add_argument("--out", type=Path, help="write the events as JSON lines here")
+    sampling = reason.add_argument_group("sampling and caps")
+    sampling.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    sampling.add_argument("--temperature", type=float, default=1.0)
+    sampling.add_argument("--top-p", type=float, default=1.0)
+    sampling.add_argument("--top-k", type=int, default=0)
+    sampling.add_argument("--seed", type=int, default=0)
+    sampling.add_argument("--max-unit-tokens", type=int, default=48)
+    sampling.add_argument("--max-deep-tokens", type=int, default=512)
+    sampling.add_argument("--max-answer-tokens", type=int, default=32)
+    sampling.add_argument("--max-total-tokens", type=int, default=4096)
+
+    calibrate = sub.add_parser("calibrate", help="measure prefill and decode seconds per token")
+    _add_model_args(calibrate)
+    calibrate.add_argument("--out", type=Path, required=True, help="cost profile JSON to write")
+    calibrate.add_argument("--name", help="profile name (default: the model's folder name)")
+    return parser
+
+
+def _load(args):
+    from adasr_av.reasoner.loading import load_reasoner_model
+
+    model = args.model
+    if model is None:
+        from adasr_av.reasoner.scratch import placeholder_model
+
+        print("adasr-av: no --model given: using the untrained placeholder model", file=sys.stderr)
+        model = str(placeholder_model())
+    return load_reasoner_model(model, adapter=args.adapter, device=args.device)
+
+
+def _chunks(args):
+    from adasr_av.media.text import read_chunks_jsonl, text_stream
+
+    if args.chunks is not None:
+        chunks = list(read_chunks_jsonl(args.chunks))
+        where = f"chunks file {args.chunks}"
+    else:
+        chunks = text_stream(SAMPLE_STORY if args.text is None else args.text, args.wpm)
+        where = "--text"
+    if not any(c.text.strip() for c in chunks):
+        raise AdasrError(f"empty stream: {where} has no text")
+    return chunks
+
+
+def cmd_reason(args) -> None:
+    from adasr_av.reasoner.sampling import SamplingOptions
+    from adasr_av.reasoner.session import ReasonerOptions, make_reasoner, reason_over_stream
+    from adasr_av.sinks import EventWriter, print_event
+    from adasr_av.timing import CostModelClock, WallClock, load_cost_model
+
+    sample_story = args.text is None and args.chunks is None
+    question = args.question if args.question is not None else (SAMPLE_QUESTION if sample_story else "")
+    reference = args.reference if args.reference is not None else (SAMPLE_ANSWER if sample_story else None)
+    chunks = _chunks(args)
+    clock = WallClock() if args.clock == "wall" else CostModelClock(load_cost_model(args.cost))
+    for name in ("max_unit_tokens", "max_deep_tokens", "max_answer_tokens", "max_total_tokens"):
+        if getattr(args, name) < 1:
+            raise AdasrError(f"--{name.replace('_', '-')} must be at least 1")
+    try:
+        sampling = SamplingOptions(args.sample, args.temperature, args.top_p, args.top_k, args.seed)
+        options = ReasonerOptions(
+            sampling,
+            args.max_unit_tokens,
+            args.max_deep_tokens,
+            args.max_answer_tokens,
+            args.max_total_tokens,
+        )
+        model, tokenizer = _load(args)
+        reasoner = make_reasoner(model, tokenizer, args.mode, options=options, clock=clock)
+    except ValueError as err:
+        raise AdasrError(str(err)) from None
+
+    print(f"question: {question or '(none: the stream carries it)'}", flush=True)
+    writer = EventWriter(args.out) if args.out else None
+    try:
+        for event in reason_over_stream(reasoner, chunks, question, reference):
+            print_event(event)
+            if writer:
+                writer.write(event)
+    finally:
+        if writer:
+            writer.close()
+    if writer:
+        print(f"events written to {args.out}")
+
+
+def cmd_calibrate(args) -> None:
+    from adasr_av.reasoner.calibration import measure_cost_profile
+
+    if args.model is None:
+        raise AdasrError("calibrate needs --model")
+    model, _ = _load(args)
+    name = args.name or Path(args.model.rstrip("/")).name
+    profile = measure_cost_profile(model, name)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    profile.save(args.out)
+    print(
+        f"{name} on {profile.device}: prefill {profile.prefill_base_s * 1e3:.2f} ms + "
+        f"{profile.prefill_per_token_s * 1e3:.3f} ms/token, decode {profile.decode_per_token_s * 1e3:.2f} ms/token "
+        f"({1 / profile.decode_per_token_s:.0f} tokens/s) -> {args.out}"
+    )
+
+
+COMMANDS = {"reason": cmd_reason, "calibrate": cmd_calibrate}
+
+
+def _quiet_libraries() -> None:
+    import os
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    warnings.formatwarning = lambda message, category, *a, **k: f"adasr-av: warning: {message}\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        _quiet_libraries()
+        COMMANDS[args.command](args)
+    except AdasrError as err:
+        print(f"adasr-av: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("adasr-av: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Sources: everything that turns input into stream-timed records."""

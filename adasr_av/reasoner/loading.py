@@ -1,0 +1,60 @@
+"""Load any Hugging Face causal LM and its tokenizer (local folder or hub id), optionally with LoRA."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from adasr_av.errors import AdasrError
+from adasr_av.reasoner.protocol import add_protocol_tokens
+
+
+def _looks_like_path(name: str) -> bool:
+    """Hub ids are `name` or `owner/name`; anything else is meant as a folder."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
+
+
+def resolve_source(name_or_path: str, what: str = "model", marker: str = "config.json") -> str:
+    """A checked local folder holding `marker`, or a hub id passed on; AdasrError for a bad folder."""
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise AdasrError(f"{what} {name_or_path}: not a folder")
+        if not (path / marker).is_file():
+            raise AdasrError(f"{what} {name_or_path}: folder holds no {what} (no {marker})")
+        return str(path)
+    if _looks_like_path(name_or_path):
+        raise AdasrError(f"{what} {name_or_path}: no such folder")
+    return name_or_path
+
+
+def load_reasoner_model(
+    name_or_path: str,
+    adapter: str | None = None,
+    device: str = "cpu",
+    dtype: torch.dtype | str = "auto",
+):
+    """(model, tokenizer) ready for streaming: protocol tokens present, embeddings sized, eval mode.
+
+    `adapter` is a peft LoRA folder (or hub id) applied on top of the base model.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = resolve_source(name_or_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    except (OSError, ValueError, KeyError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise AdasrError(f"model {name_or_path}: cannot load ({reason})") from None
+    add_protocol_tokens(tokenizer, model)
+    if adapter is not None:
+        from peft import PeftModel
+
+        adapter_source = resolve_source(adapter, "adapter", "adapter_config.json")
+        try:
+            model = PeftModel.from_pretrained(model, adapter_source)
+        except (OSError, ValueError) as err:
+            raise AdasrError(f"adapter {adapter}: cannot load ({str(err).splitlines()[0]})") from None
+    return model.to(device).eval(), tokenizer
