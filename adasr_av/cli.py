@@ -141,7 +141,8 @@ def cmd_calibrate(args) -> None:
     profile.save(args.out)
     print(
         f"{name} on {profile.device}: prefill {profile.prefill_base_s * 1e3:.2f} ms + "
-        f"{profile.prefill_per_token_s * 1e3:.3f} ms/token, decode {profile.decode_per_token_s * 1e3:.2f} ms/token "
+        f"{profile.prefill_per_token_s * 1e3:.3f} ms/token, "
+        f"decode {profile.decode_per_token_s * 1e3:.2f} ms/token "
         f"({1 / profile.decode_per_token_s:.0f} tokens/s) -> {args.out}"
     )
 

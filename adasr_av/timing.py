@@ -154,4 +154,4 @@ def lag(t_begin: float, t_avail: float) -> float:
 
 def streaming_overflow(t_done: list[float], t_avail: list[float]) -> float:
     """sum_i max(0, done_i - a_{i+1}): streaming work that delayed the next chunk."""
-    return sum(max(0.0, done - nxt) for done, nxt in zip(t_done, t_avail[1:]))
+    return sum(max(0.0, done - nxt) for done, nxt in zip(t_done[:-1], t_avail[1:], strict=True))
