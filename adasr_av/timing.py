@@ -84,8 +84,9 @@ def load_cost_model(spec: str | Path) -> CostModel:
     for key in required:
         if key not in fields:
             raise AdasrError(f"cost profile {path}: missing field '{key}'")
-        if key != "name" and not isinstance(fields[key], (int, float)):
-            raise AdasrError(f"cost profile {path}: field '{key}' must be a number")
+        value = fields[key]
+        if key != "name" and (not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0):
+            raise AdasrError(f"cost profile {path}: field '{key}' must be a non-negative number")
     known = {k: v for k, v in fields.items() if k in CostModel.__dataclass_fields__}
     return CostModel(**known)
 

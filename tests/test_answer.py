@@ -118,10 +118,6 @@ def test_answers_do_not_match(prediction, reference):
     assert not answers_match(prediction, reference)
 
 
-@pytest.mark.xfail(
-    reason="normalize_text drops '.' and '-' inside numbers, so answers with units compare wrong",
-    strict=True,
-)
 @pytest.mark.parametrize(
     "prediction, reference",
     [

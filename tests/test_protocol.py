@@ -153,7 +153,10 @@ VIOLATIONS = {
     ),
     "chunk without a unit, followed by a chunk": (Q + C0 + C1 + S + END + DEEP, ["chunk 0 has no unit"]),
     "last chunk without a unit": (Q + C0 + T0 + C1 + END + DEEP, ["chunk 1 has no unit"]),
-    "unit closed twice by think_end": (Q + C0 + T0 + THINK_END + END + DEEP, ["<|think_end|> inside chunk 1"]),
+    "unit closed twice by think_end": (
+        Q + C0 + T0 + THINK_END + END + DEEP,
+        ["<|think_end|> inside chunk 1"],
+    ),
     "unit closed twice by skip": (Q + C0 + S + S + END + DEEP, ["<|skip|> inside chunk 1"]),
     "thought then skip": (Q + C0 + T0 + S + END + DEEP, ["<|skip|> inside chunk 1"]),
     "text before skip": (Q + C0 + "Hmm." + SKIP + END + DEEP, ["unit 0: text before <|skip|>"]),
@@ -181,8 +184,14 @@ VIOLATIONS = {
         Q + C0 + T0 + END + "So \\boxed{6}" + ANSWER_END,
         ["missing <|reason_end|>"],
     ),
-    "missing reason end at end of text": (Q + C0 + T0 + END + "He had 5", ["missing <|reason_end|>"]),
-    "missing answer end": (Q + C0 + T0 + END + "So 6." + REASON_END + "\\boxed{6}", ["missing <|answer_end|>"]),
+    "missing reason end at end of text": (
+        Q + C0 + T0 + END + "He had 5",
+        ["missing <|reason_end|>", "missing <|answer_end|>"],
+    ),
+    "missing answer end": (
+        Q + C0 + T0 + END + "So 6." + REASON_END + "\\boxed{6}",
+        ["missing <|answer_end|>"],
+    ),
     "text after answer end": (VALID_STREAMING + " And more.", ["text after <|answer_end|>"]),
     "token after answer end": (VALID_STREAMING + CHUNK_END, ["<|chunk_end|> after <|answer_end|>"]),
     "answer with no boxed": (
@@ -219,7 +228,10 @@ RTT_VIOLATIONS = {
         Q + C0 + T0 + C1 + END + DEEP,
         ["unit after chunk 0 in a read-then-think stream"],
     ),
-    "skip in read-then-think": (Q + C0 + C1 + S + END + DEEP, ["unit after chunk 1 in a read-then-think stream"]),
+    "skip in read-then-think": (
+        Q + C0 + C1 + S + END + DEEP,
+        ["unit after chunk 1 in a read-then-think stream"],
+    ),
     "missing stream end in read-then-think": (Q + C0 + C1, ["missing <|stream_end|>"]),
     "chunk not closed in read-then-think": (
         Q + C0 + "The sky" + STREAM_END + DEEP,

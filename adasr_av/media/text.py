@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,8 +75,8 @@ def _chunk_from_record(record: dict, where: str) -> TextChunk:
     times = {}
     for key in ("t_start", "t_end", "t_emit"):
         value = record.get(key, record["t_end"])
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise AdasrError(f"{where}: field '{key}' must be a number of seconds")
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise AdasrError(f"{where}: field '{key}' must be a finite number of seconds")
         times[key] = float(value)
     if times["t_emit"] < times["t_end"]:
         raise AdasrError(f"{where}: t_emit {times['t_emit']} is before t_end {times['t_end']}")

@@ -28,6 +28,7 @@ def extract_boxed(text: str) -> str | None:
 
 _FRAC = re.compile(r"^\\[dt]?frac\{([^{}]+)\}\{([^{}]+)\}$")
 _TEXT = re.compile(r"\\(?:text|mathrm|mbox)\{([^{}]*)\}")
+_NUMBER_PUNCT = re.compile(r"(?<![\w.])-\d|\d\.\d")  # a sign or a decimal point to keep
 _NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
 
 
@@ -55,9 +56,12 @@ def parse_number(answer: str) -> float | None:
 
 
 def normalize_text(answer: str) -> str:
-    """Lower case, no LaTeX text wrappers, punctuation, articles or repeated spaces."""
+    """Lower case, no LaTeX text wrappers, articles, repeated spaces or punctuation (but signs and
+    decimal points of numbers stay: "1.5 hours" is not "15 hours")."""
     s = _TEXT.sub(r"\1", answer).lower()
+    s = _NUMBER_PUNCT.sub(lambda m: m.group(0).replace(".", "\0").replace("-", "\1"), s)
     s = s.translate(str.maketrans("", "", string.punctuation))
+    s = s.replace("\0", ".").replace("\1", "-")
     words = [w for w in s.split() if w not in {"a", "an", "the"}]
     return " ".join(words)
 

@@ -156,7 +156,7 @@ def parse_stream(text: str, mode: Mode = "streaming") -> ParsedStream:
     parsed = ParsedStream()
     bad = parsed.violations.append
     pieces = _SPLIT.split(text)
-    state = "prompt"
+    state, carried = "prompt", ""
     for i in range(1, len(pieces), 2):
         body, token = pieces[i - 1], pieces[i]
         n = len(parsed.chunks)  # chunks closed so far; the current one is chunk n (0-based)
@@ -198,6 +198,7 @@ def parse_stream(text: str, mode: Mode = "streaming") -> ParsedStream:
             else:
                 bad(f"{token} inside unit {k}")
         elif state == "deep":
+            body, carried = carried + body, ""
             if token == REASON_END:
                 parsed.deep, state = body.strip(), "answer"
             elif token == ANSWER_END:
@@ -205,14 +206,17 @@ def parse_stream(text: str, mode: Mode = "streaming") -> ParsedStream:
                 parsed.answer_text, state = body.strip(), "done"
             else:
                 bad(f"{token} inside the deep reasoning")
+                carried = body + token  # keep the text: a misplaced token does not end the span
         elif state == "answer":
+            body, carried = carried + body, ""
             if token == ANSWER_END:
                 parsed.answer_text, state = body.strip(), "done"
             else:
                 bad(f"{token} inside the answer")
+                carried = body + token
         else:
             bad(f"{token} after {ANSWER_END}")
-    tail = pieces[-1]
+    tail = carried + pieces[-1]
     missing = {"prompt": QUESTION_END, "chunk": STREAM_END, "unit": STREAM_END}
     if state == "unit" and tail.strip():
         bad(f"unit {len(parsed.chunks) - 1} is not closed")
@@ -221,6 +225,7 @@ def parse_stream(text: str, mode: Mode = "streaming") -> ParsedStream:
     elif state == "deep":
         parsed.deep = tail.strip()
         bad(f"missing {REASON_END}")
+        bad(f"missing {ANSWER_END}")
     elif state == "answer":
         parsed.answer_text = tail.strip()
         bad(f"missing {ANSWER_END}")
