@@ -50,8 +50,8 @@ def format_event(event: Event) -> str:
     return "\n".join(lines)
 
 
-def print_event(event: Event, out: TextIO = sys.stdout) -> None:
-    print(format_event(event), file=out, flush=True)
+def print_event(event: Event, out: TextIO | None = None) -> None:
+    print(format_event(event), file=out or sys.stdout, flush=True)
 
 
 class EventWriter:
