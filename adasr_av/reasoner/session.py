@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-from transformers import DynamicCache
 
 from adasr_av.errors import AdasrError
 from adasr_av.reasoner.answer import answers_match, extract_boxed
+from adasr_av.reasoner.kv_cache import StreamingCache
 from adasr_av.reasoner.protocol import (
     DEFAULT_INSTRUCTION,
     Mode,
@@ -116,7 +116,7 @@ class StreamingReasoner:
         """Open a stream: prefill the instruction and question onto a fresh cache."""
         self.question, self.reference = question, reference
         self.sampler = TokenSampler(self.options.sampling, self.device)
-        self.cache = DynamicCache(config=self.model.config)
+        self.cache = StreamingCache(self.model.config)
         self.sequence: list[int] = []
         self.pending: list[int] = []
         self.spans: list[Span] = []

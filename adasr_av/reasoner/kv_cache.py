@@ -1,0 +1,59 @@
+"""A KV cache for long streams: layers grow in place instead of concatenating on every step.
+
+transformers' `DynamicLayer` appends with `torch.cat`, which copies the whole cache each forward:
+on a 6,000-token stream that copy costs more than the model itself. `GrowingLayer` keeps keys
+and values in a buffer whose capacity doubles when full, so appending costs only the new tokens
+and the amortised copy; `keys`/`values` are views of the filled part, so everything else of the
+`DynamicLayer` contract (length, crop, masks) is unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
+
+MIN_CAPACITY = 256
+
+
+class GrowingLayer(DynamicLayer):
+    _key_buffer: torch.Tensor | None = None
+    _value_buffer: torch.Tensor | None = None
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        n = self.get_seq_length()
+        m = n + key_states.shape[-2]
+        if not self._fits(key_states, m):
+            capacity = max(m, 2 * n, MIN_CAPACITY)
+            self._key_buffer = self._grown(self.keys, key_states, n, capacity)
+            self._value_buffer = self._grown(self.values, value_states, n, capacity)
+        self._key_buffer[..., n:m, :] = key_states
+        self._value_buffer[..., n:m, :] = value_states
+        self.keys = self._key_buffer[..., :m, :]
+        self.values = self._value_buffer[..., :m, :]
+        return self.keys, self.values
+
+    def _fits(self, new: torch.Tensor, length: int) -> bool:
+        """The buffer has room and still backs `keys` (batch reshuffles replace `keys` outright)."""
+        buffer = self._key_buffer
+        if buffer is None or length > buffer.shape[-2] or buffer.shape[:-2] != new.shape[:-2]:
+            return False
+        shares = self.keys.untyped_storage().data_ptr() == buffer.untyped_storage().data_ptr()
+        return self.get_seq_length() == 0 or shares
+
+    @staticmethod
+    def _grown(old: torch.Tensor, new: torch.Tensor, n: int, capacity: int) -> torch.Tensor:
+        buffer = new.new_empty((*new.shape[:-2], capacity, new.shape[-1]))
+        if n:
+            buffer[..., :n, :] = old
+        return buffer
+
+
+class StreamingCache(DynamicCache):
+    """`DynamicCache` with growing full-attention layers (sliding-window layers are left as they are)."""
+
+    def __init__(self, config):
+        super().__init__(config=config)
+        self.layers = [GrowingLayer() if type(layer) is DynamicLayer else layer for layer in self.layers]
