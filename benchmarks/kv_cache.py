@@ -103,6 +103,7 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=200)
     parser.add_argument("--unit-tokens", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--window", type=int, default=3, help="chunks averaged at each end (median)")
     parser.add_argument(
         "--shape",
         choices=sorted(LAYER_SHAPES),
@@ -130,26 +131,37 @@ def main() -> None:
     model = AutoModelForCausalLM.from_config(config).eval()
     mask_protocol_tokens(model, tokenizer)
     n_params = sum(p.numel() for p in model.parameters())
-    checkpoints = sorted({1, args.chunks // 4, args.chunks // 2, 3 * args.chunks // 4, args.chunks})
+    n, w = args.chunks, args.window
+    first, last = list(range(1, w + 1)), list(range(n - w + 1, n + 1))
+    checkpoints = sorted({*first, n // 4, n // 2, 3 * n // 4, *last})
     print(
         f"model: {args.layers} Qwen3 decoder layer(s) shaped like {args.shape} (hidden {hidden}, "
         f"{heads} heads, {kv_heads} KV heads of {head_dim}), {n_params / 1e6:.1f} M parameters, "
         f"{torch.get_num_threads()} threads"
     )
-    print(f"stream: {args.chunks} chunks, units of {args.unit_tokens} tokens, median of {args.repeats} runs")
+    print(
+        f"stream: {n} chunks, units of {args.unit_tokens} tokens; t1 and t{n} are medians over chunks "
+        f"{first[0]}-{first[-1]} and {last[0]}-{last[-1]} of {args.repeats} runs"
+    )
 
     ingest_times(model, tokenizer, 8, args.unit_tokens, False, [1])  # warm-up
-    results = {}
+    times: dict[bool, dict[int, list[float]]] = {}
     for naive in (False, True):
-        runs = [ingest_times(model, tokenizer, args.chunks, args.unit_tokens, naive, checkpoints)
-                for _ in range(args.repeats)]  # fmt: skip
-        results[naive] = {k: statistics.median(r[0][k] for r in runs) for k in checkpoints}
-        prefix = runs[0][1]
-    print(f"tokens in the stream at chunk {args.chunks}: {prefix}")
+        times[naive] = {k: [] for k in checkpoints}
+        for _ in range(args.repeats):
+            run, prefix = ingest_times(model, tokenizer, n, args.unit_tokens, naive, checkpoints)
+            for k, seconds in run.items():
+                times[naive][k].append(seconds)
+    print(f"tokens in the stream at chunk {n}: {prefix}")
     print(f"{'chunk':>6} {'incremental ms':>15} {'naive ms':>10}")
     for k in checkpoints:
-        print(f"{k:>6} {results[False][k] * 1e3:>15.2f} {results[True][k] * 1e3:>10.2f}")
-    growth = {naive: results[naive][args.chunks] / results[naive][1] for naive in results}
+        row = [statistics.median(times[naive][k]) * 1e3 for naive in (False, True)]
+        print(f"{k:>6} {row[0]:>15.2f} {row[1]:>10.2f}")
+    growth = {}
+    for naive in (False, True):
+        early = statistics.median(t for k in first for t in times[naive][k])
+        late = statistics.median(t for k in last for t in times[naive][k])
+        growth[naive] = late / early
     print(f"RESULT incremental_growth={growth[False]:.2f} naive_growth={growth[True]:.2f}")
 
 

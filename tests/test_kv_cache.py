@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 import torch
 from transformers import DynamicCache
 
-from adasr_av.reasoner.kv_cache import MIN_CAPACITY, GrowingLayer, StreamingCache
+from adasr_av.reasoner.kv_cache import MIN_CAPACITY, GrowingLayer, StreamingCache, native_gqa_on_cpu
 from adasr_av.reasoner.scratch import build_model
 
 
@@ -20,7 +23,9 @@ def feed_in_pieces(model, cache, ids, sizes):
 
 def test_matches_dynamic_cache_across_buffer_growth(tokenizer, arch):
     model = build_model(tokenizer, arch, hidden=32, seed=2)
-    ids = torch.randint(10, len(tokenizer), (1, 2 * MIN_CAPACITY + 40), generator=torch.Generator().manual_seed(0))
+    ids = torch.randint(
+        10, len(tokenizer), (1, 2 * MIN_CAPACITY + 40), generator=torch.Generator().manual_seed(0)
+    )
     sizes = [50, *([1] * 30), 7, 300, 13, *([1] * 20)]
     sizes.append(ids.shape[1] - sum(sizes))
     cache = StreamingCache(model.config)
@@ -43,3 +48,19 @@ def test_crop_then_continue(tokenizer):
     with torch.inference_mode():
         want = model(input_ids=ids).logits[:, 40:]
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_native_gqa_prefill_matches_and_leaves_the_environment_alone(tokenizer, monkeypatch):
+    monkeypatch.delenv("TRANSFORMERS_SDPA_FORCE_GQA", raising=False)
+    model = build_model(tokenizer, "qwen3", hidden=64, seed=4)
+    assert model.config.num_key_value_heads < model.config.num_attention_heads
+    ids = torch.randint(10, len(tokenizer), (1, 40), generator=torch.Generator().manual_seed(3))
+    results = []
+    for native in (False, True):
+        cache = StreamingCache(model.config)
+        feed_in_pieces(model, cache, ids, [30])
+        with native_gqa_on_cpu(torch.device("cpu")) if native else contextlib.nullcontext():
+            assert (os.environ.get("TRANSFORMERS_SDPA_FORCE_GQA") == "1") == native
+            results.append(feed_in_pieces(model, cache, ids[:, 30:], [10]))
+    torch.testing.assert_close(results[0], results[1], rtol=1e-4, atol=1e-5)
+    assert "TRANSFORMERS_SDPA_FORCE_GQA" not in os.environ

@@ -9,6 +9,10 @@ and the amortised copy; `keys`/`values` are views of the filled part, so everyth
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
@@ -57,3 +61,24 @@ class StreamingCache(DynamicCache):
     def __init__(self, config):
         super().__init__(config=config)
         self.layers = [GrowingLayer() if type(layer) is DynamicLayer else layer for layer in self.layers]
+
+
+@contextmanager
+def native_gqa_on_cpu(device: torch.device) -> Iterator[None]:
+    """Let SDPA read grouped KV heads directly while prefilling a chunk onto a long cache on CPU.
+
+    With an attention mask (any multi-token prefill onto a cache), transformers copies every KV
+    head once per query head before SDPA, which on a 6,000-token cache costs more than the layer's
+    weights. PyTorch's CPU kernel takes the mask and grouped heads together and gives the same
+    result; transformers exposes that through TRANSFORMERS_SDPA_FORCE_GQA. Other devices keep
+    transformers' own choice (its GPU kernels fall back to a slow path in that case).
+    """
+    key = "TRANSFORMERS_SDPA_FORCE_GQA"
+    if device.type != "cpu" or key in os.environ:
+        yield
+        return
+    os.environ[key] = "1"
+    try:
+        yield
+    finally:
+        del os.environ[key]

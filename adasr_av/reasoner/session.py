@@ -17,7 +17,7 @@ import torch
 
 from adasr_av.errors import AdasrError
 from adasr_av.reasoner.answer import answers_match, extract_boxed
-from adasr_av.reasoner.kv_cache import StreamingCache
+from adasr_av.reasoner.kv_cache import StreamingCache, native_gqa_on_cpu
 from adasr_av.reasoner.protocol import (
     DEFAULT_INSTRUCTION,
     Mode,
@@ -225,7 +225,7 @@ class StreamingReasoner:
             )
         t0 = time.perf_counter()
         inputs = torch.tensor([self.pending], device=self.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), native_gqa_on_cpu(self.device):
             out = self.model(input_ids=inputs, past_key_values=self.cache, use_cache=True)
         self._logits = out.logits[:, -1, :]
         self.encoded_tokens += len(self.pending)
