@@ -96,3 +96,14 @@ def test_lora_adapter_changes_the_model(trained_model_dir, tmp_path):
 def test_missing_adapter_is_refused(trained_model_dir, tmp_path):
     with pytest.raises(AdasrError, match="holds no adapter"):
         load_reasoner_model(str(trained_model_dir), adapter=str(tmp_path))
+
+
+def test_corrupt_weights_are_one_line(trained_model_dir, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for item in trained_model_dir.iterdir():
+        (broken / item.name).write_bytes(item.read_bytes())
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(AdasrError, match="cannot load") as err:
+        load_reasoner_model(str(broken))
+    assert str(broken) in str(err.value) and "\n" not in str(err.value)

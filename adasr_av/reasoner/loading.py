@@ -10,6 +10,11 @@ from adasr_av.errors import AdasrError
 from adasr_av.reasoner.protocol import add_protocol_tokens
 
 
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def _looks_like_path(name: str) -> bool:
     """Hub ids are `name` or `owner/name`; anything else is meant as a folder."""
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
@@ -45,9 +50,8 @@ def load_reasoner_model(
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
-    except (OSError, ValueError, KeyError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise AdasrError(f"model {name_or_path}: cannot load ({reason})") from None
+    except Exception as err:  # a broken folder fails in many library-specific ways; name the folder
+        raise AdasrError(f"model {name_or_path}: cannot load ({_first_line(err)})") from None
     add_protocol_tokens(tokenizer, model)
     if adapter is not None:
         from peft import PeftModel
@@ -55,6 +59,6 @@ def load_reasoner_model(
         adapter_source = resolve_source(adapter, "adapter", "adapter_config.json")
         try:
             model = PeftModel.from_pretrained(model, adapter_source)
-        except (OSError, ValueError) as err:
-            raise AdasrError(f"adapter {adapter}: cannot load ({str(err).splitlines()[0]})") from None
+        except Exception as err:
+            raise AdasrError(f"adapter {adapter}: cannot load ({_first_line(err)})") from None
     return model.to(device).eval(), tokenizer
