@@ -23,6 +23,8 @@ def format_event(event: Event) -> str:
     i = "" if event.chunk_index is None else str(event.chunk_index)
     span = f"[{event.t_begin:.2f}-{event.t_done:.2f}s, {event.tokens} tok]"
     flags = " (capped)" if event.info.get("capped") else ""
+    if "malformed" in event.info:
+        flags += f" (closed by {event.info['malformed']})"
     if event.type == "chunk":
         waited = event.t_begin - event.t_avail
         lag = f"  (waited {waited:.2f}s)" if waited > 0.005 else ""
