@@ -54,6 +54,23 @@ def build_parser() -> argparse.ArgumentParser:
     sampling.add_argument("--max-answer-tokens", type=int, default=32)
     sampling.add_argument("--max-total-tokens", type=int, default=4096)
 
+    transcribe = sub.add_parser("transcribe", help="stream audio through Whisper into timed text chunks")
+    transcribe.add_argument("source", help="a media file, mic, or an rtsp:// URL")
+    transcribe.add_argument("--realtime", action="store_true", help="play a file at its real speed")
+    transcribe.add_argument(
+        "--backend", choices=["faster-whisper", "openai-whisper"], default="faster-whisper"
+    )
+    transcribe.add_argument(
+        "--model", help="Whisper model: folder, size name or .pt file (default: bundled tiny.en)"
+    )
+    transcribe.add_argument("--device", default="cpu")
+    transcribe.add_argument(
+        "--format", choices=["jsonl", "srt", "vtt", "txt"], help="output format (default: from --out)"
+    )
+    transcribe.add_argument("--out", type=Path, help="write the transcript here")
+    transcribe.add_argument("--step", type=float, default=1.0, help="seconds of new audio per Whisper step")
+    transcribe.add_argument("--unaware", action="store_true", help="stream time stops while Whisper runs")
+
     calibrate = sub.add_parser("calibrate", help="measure prefill and decode seconds per token")
     _add_model_args(calibrate)
     calibrate.add_argument("--out", type=Path, required=True, help="cost profile JSON to write")
@@ -147,7 +164,38 @@ def cmd_calibrate(args) -> None:
     )
 
 
-COMMANDS = {"reason": cmd_reason, "calibrate": cmd_calibrate}
+def cmd_transcribe(args) -> None:
+    from adasr_av.encoders.streaming_asr import ASRStats, StreamingASROptions, transcribe_stream
+    from adasr_av.encoders.whisper_backends import load_backend
+    from adasr_av.media.sources import open_audio, until_interrupted
+    from adasr_av.sinks import TranscriptWriter, format_chunk
+
+    fmt = args.format or (args.out.suffix.lstrip(".") if args.out else "jsonl")
+    if fmt not in ("jsonl", "srt", "vtt", "txt"):
+        raise AdasrError(f"--out {args.out}: unknown format {fmt!r} (use --format jsonl|srt|vtt|txt)")
+    if args.step <= 0:
+        raise AdasrError("--step must be positive")
+    audio = open_audio(args.source, realtime=args.realtime)
+    backend = load_backend(args.backend, args.model, args.device)
+    options = StreamingASROptions(min_step_seconds=args.step, computation_aware=not args.unaware)
+    stats = ASRStats()
+    writer = TranscriptWriter(args.out, fmt) if args.out else None
+    try:
+        for chunk in transcribe_stream(until_interrupted(audio), backend, options, stats):
+            print(format_chunk(chunk), flush=True)
+            if writer:
+                writer.write(chunk)
+    finally:
+        if writer:
+            writer.close()
+    print(
+        f"{stats.audio_s:.1f}s of audio in {stats.steps} Whisper steps: real-time factor "
+        f"{stats.real_time_factor:.2f}, longest wait for text {stats.max_lag_s:.2f}s",
+        file=sys.stderr,
+    )
+
+
+COMMANDS = {"reason": cmd_reason, "calibrate": cmd_calibrate, "transcribe": cmd_transcribe}
 
 
 def _quiet_libraries() -> None:

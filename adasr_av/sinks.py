@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from adasr_av.types import Event
+from adasr_av.types import Event, TextChunk
 
 _WIDTH = 88
 
@@ -76,3 +76,77 @@ class EventWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+# --- transcripts -----------------------------------------------------------------------------------
+
+TRANSCRIPT_FORMATS = ("jsonl", "srt", "vtt", "txt")
+
+
+def chunk_record(chunk: TextChunk) -> dict:
+    """A text chunk as one JSON object: text, times, source and its words."""
+    words = [
+        {
+            "text": w.text.strip(),
+            "t_start": round(w.t_start, 3),
+            "t_end": round(w.t_end, 3),
+            "probability": round(w.probability, 4),
+            "t_commit": None if w.t_commit is None else round(w.t_commit, 3),
+        }
+        for w in chunk.words
+    ]
+    return {
+        "text": chunk.text,
+        "t_start": round(chunk.t_start, 3),
+        "t_end": round(chunk.t_end, 3),
+        "t_emit": round(chunk.t_emit, 3),
+        "source": chunk.source,
+        "words": words,
+    }
+
+
+def _timestamp(seconds: float, separator: str) -> str:
+    ms = int(round(seconds * 1000))
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{separator}{ms:03d}"
+
+
+class TranscriptWriter:
+    """Appends text chunks as JSON lines, SRT or WebVTT cues, or plain lines, flushed one by one."""
+
+    def __init__(self, path: str | Path, format: str = "jsonl"):
+        if format not in TRANSCRIPT_FORMATS:
+            raise ValueError(f"unknown transcript format {format!r}")
+        self.format, self.count = format, 0
+        self._file = Path(path).open("w", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        if format == "vtt":
+            self._file.write("WEBVTT\n\n")
+
+    def write(self, chunk: TextChunk) -> None:
+        self.count += 1
+        if self.format == "jsonl":
+            line = json.dumps(chunk_record(chunk), ensure_ascii=False) + "\n"
+        elif self.format == "txt":
+            line = chunk.text + "\n"
+        else:
+            sep = "," if self.format == "srt" else "."
+            span = f"{_timestamp(chunk.t_start, sep)} --> {_timestamp(chunk.t_end, sep)}"
+            line = (f"{self.count}\n" if self.format == "srt" else "") + f"{span}\n{chunk.text}\n\n"
+        self._file.write(line)
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> TranscriptWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def format_chunk(chunk: TextChunk) -> str:
+    """One live transcript line: the media span, when it was committed, and the text."""
+    return f"[{chunk.t_start:7.2f} -> {chunk.t_end:7.2f}s, committed {chunk.t_emit:7.2f}s]  {chunk.text}"

@@ -29,14 +29,29 @@ class VideoFrame:
 
 
 @dataclass(frozen=True)
+class Word:
+    """One recognised word spoken over [t_start, t_end] and committed at t_commit (stream time);
+    `text` keeps its leading space."""
+
+    text: str
+    t_start: float
+    t_end: float
+    probability: float = 1.0
+    t_commit: float | None = None
+
+
+@dataclass(frozen=True)
 class TextChunk:
-    """Text covering media span [t_start, t_end], committed by the encoder at t_emit >= t_end."""
+    """Text covering media span [t_start, t_end], committed by the encoder at t_emit >= t_end.
+
+    `words` carries word timings when the encoder has them (ASR)."""
 
     text: str
     t_start: float
     t_end: float
     t_emit: float
     source: ChunkSource = "text"
+    words: tuple[Word, ...] = ()
 
 
 @dataclass(frozen=True)

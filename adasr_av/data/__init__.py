@@ -1,0 +1,1 @@
+"""Training data: synthetic stories, speech synthesis and the media files built from them."""

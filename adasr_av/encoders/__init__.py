@@ -1,0 +1,1 @@
+"""Encoders: turn audio (ASR) or frames (OCR, captions) into timestamped text chunks."""

@@ -1,0 +1,198 @@
+"""RTSP streams (cameras, encoders, media servers) via PyAV, reconnecting when the stream drops.
+
+Stream time never goes back and never stalls: after an outage the next record is stamped
+(stream time reached before it) + (wall-clock length of the outage), and the hole is reported as a
+StreamGap, so downstream latency accounting stays in real seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TypeVar
+
+import av
+import av.container
+
+from adasr_av.errors import AdasrError
+from adasr_av.media.audio import CHUNK_SECONDS, audio_chunks, seconds_to_samples
+from adasr_av.media.file import decoded, describe, sampled_frames
+from adasr_av.types import AudioChunk, VideoFrame
+
+log = logging.getLogger(__name__)
+
+Record = TypeVar("Record")
+
+
+@dataclass(frozen=True)
+class StreamGap:
+    """Stream time [t_start, t_end) with no media: the source was lost for that long on the wall clock."""
+
+    t_start: float
+    t_end: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Reconnect:
+    """How to open the URL and how hard to try again: timeouts in seconds, backoff doubling per failure."""
+
+    open_timeout: float = 5.0
+    read_timeout: float = 5.0
+    max_retries: int = 5  # consecutive failed attempts before giving up
+    backoff: float = 0.5
+    max_backoff: float = 8.0
+    end_on_eof: bool = False  # True: the server ending the stream ends it here (a recording, not live)
+
+    def delay(self, failures: int) -> float:
+        return min(self.backoff * 2 ** (failures - 1), self.max_backoff)
+
+
+def read_rtsp_audio(
+    url: str,
+    open_timeout: float = 5.0,
+    read_timeout: float = 5.0,
+    max_retries: int = 5,
+    backoff: float = 0.5,
+    max_backoff: float = 8.0,
+    on_gap: Callable[[StreamGap], None] | None = None,
+    chunk_seconds: float = CHUNK_SECONDS,
+    end_on_eof: bool = False,
+) -> Iterator[AudioChunk]:
+    """The first audio stream of `url` as 16 kHz mono AudioChunks, reconnecting after failures.
+
+    A live stream has no end, so a read error or an end of stream means reconnect; after
+    `max_retries` consecutive failed attempts an AdasrError names the URL. `end_on_eof=True` takes an
+    end of stream as the end instead (a server replaying a recording). Close the iterator to stop.
+    """
+    chunk_samples = seconds_to_samples(chunk_seconds)
+
+    def session(
+        container: av.container.InputContainer, t_start: float, lost: list[str]
+    ) -> Iterator[AudioChunk]:
+        stream = _first(container.streams.audio, url, "audio")
+        return audio_chunks(_until_error(decoded(container, stream), lost), chunk_samples, t_start)
+
+    settings = Reconnect(open_timeout, read_timeout, max_retries, backoff, max_backoff, end_on_eof)
+    return reconnecting(url, session, lambda chunk: chunk.t_end, settings, on_gap)
+
+
+def read_rtsp_frames(
+    url: str,
+    fps: float,
+    open_timeout: float = 5.0,
+    read_timeout: float = 5.0,
+    max_retries: int = 5,
+    backoff: float = 0.5,
+    max_backoff: float = 8.0,
+    on_gap: Callable[[StreamGap], None] | None = None,
+    end_on_eof: bool = False,
+) -> Iterator[VideoFrame]:
+    """The first video stream of `url` as RGB VideoFrames at `fps`; reconnects like read_rtsp_audio."""
+    if fps <= 0:
+        raise AdasrError(f"RTSP {redact(url)}: fps must be > 0, got {fps}")
+
+    def session(
+        container: av.container.InputContainer, t_start: float, lost: list[str]
+    ) -> Iterator[VideoFrame]:
+        stream = _first(container.streams.video, url, "video")
+        stream.thread_type = "AUTO"
+        return sampled_frames(
+            _session_times(_until_error(decoded(container, stream), lost), t_start), fps, t_start
+        )
+
+    settings = Reconnect(open_timeout, read_timeout, max_retries, backoff, max_backoff, end_on_eof)
+    return reconnecting(url, session, lambda frame: frame.t + 1.0 / fps, settings, on_gap)
+
+
+Session = Callable[[av.container.InputContainer, float, list[str]], Iterator[Record]]
+
+
+def reconnecting(
+    url: str,
+    session: Session,
+    end_of: Callable[[Record], float],
+    settings: Reconnect,
+    on_gap: Callable[[StreamGap], None] | None = None,
+) -> Iterator[Record]:
+    """Records from `session(container, t_start, lost)` over successive connections to `url`.
+
+    A session decodes one connection from stream time t_start; when its connection fails it appends
+    the reason to `lost` and ends normally, so its last partial chunk still comes out. `end_of` gives
+    the stream time a record reaches. Attempts that fail or deliver nothing count as failures; a
+    record resets the count.
+    """
+    label = redact(url)
+    options = {"rtsp_transport": "tcp", "timeout": str(int(settings.read_timeout * 1e6))}
+    reached, failures, lost_at, why = 0.0, 0, None, ""
+    while True:
+        try:
+            container = av.open(url, options=options, timeout=(settings.open_timeout, settings.read_timeout))
+        except av.FFmpegError as err:
+            container, why = None, _reason(err, settings)
+        if container is not None:
+            with container:
+                if lost_at is not None:
+                    gap = StreamGap(reached, reached + time.monotonic() - lost_at, why)
+                    log.warning("RTSP %s: reconnected after %.2f s (%s)", label, gap.t_end - gap.t_start, why)
+                    if on_gap is not None:
+                        on_gap(gap)
+                    reached = gap.t_end
+                lost: list[str] = []
+                for record in session(container, reached, lost):
+                    failures = 0
+                    reached = end_of(record)
+                    yield record
+            if not lost and settings.end_on_eof:
+                return
+            why = lost[0] if lost else "the server ended the stream"
+            lost_at = time.monotonic()
+            log.warning("RTSP %s: stream lost (%s), reconnecting", label, why)
+        failures += 1
+        if failures > settings.max_retries:
+            raise AdasrError(f"RTSP {label}: {why} ({failures} attempts)")
+        time.sleep(settings.delay(failures))
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    return re.sub(r"^([a-z][a-z0-9+.-]*://[^:/@]*):[^@/]*@", r"\1:***@", url, flags=re.IGNORECASE)
+
+
+def _reason(err: av.FFmpegError, settings: Reconnect) -> str:
+    if isinstance(err, av.error.ExitError):  # PyAV's timeout interrupts FFmpeg with AVERROR_EXIT
+        return f"no answer within {settings.open_timeout:g} s"
+    return describe(err)
+
+
+def _until_error(frames: Iterator[av.frame.Frame], lost: list[str]) -> Iterator[av.frame.Frame]:
+    """Frames until the connection fails; the failure is noted in `lost` instead of raised."""
+    try:
+        yield from frames
+    except av.FFmpegError as err:
+        lost.append(
+            describe(err) if not isinstance(err, av.error.ExitError) else "no data within the read timeout"
+        )
+
+
+def _session_times(frames: Iterator[av.VideoFrame], t_start: float) -> Iterator[tuple[float, av.VideoFrame]]:
+    """Frame times from t_start: a new connection's timestamps start anywhere. Frames without a
+    timestamp are timed by their arrival."""
+    first_pts = first_wall = None
+    for frame in frames:
+        now = time.monotonic()
+        first_wall = now if first_wall is None else first_wall
+        if frame.time is None:
+            yield t_start + now - first_wall, frame
+            continue
+        first_pts = frame.time if first_pts is None else first_pts
+        yield t_start + max(0.0, frame.time - first_pts), frame
+
+
+def _first(streams, url: str, kind: str):
+    if not streams:
+        raise AdasrError(f"RTSP {redact(url)}: no {kind} stream")
+    return streams[0]

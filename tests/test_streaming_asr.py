@@ -1,0 +1,167 @@
+"""Streaming Whisper on real synthesised speech (eSpeak NG) read back from real media files."""
+
+from __future__ import annotations
+
+import json
+
+import jiwer
+import numpy as np
+import pytest
+from whisper.normalizers import EnglishTextNormalizer
+
+from adasr_av.cli import main
+from adasr_av.data.tts import synthesize, write_audio
+from adasr_av.encoders.local_agreement import HypothesisBuffer
+from adasr_av.encoders.streaming_asr import (
+    ASRStats,
+    ChunkGrouper,
+    StreamingASROptions,
+    transcribe_stream,
+)
+from adasr_av.encoders.whisper_backends import FasterWhisperBackend, load_backend
+from adasr_av.errors import AdasrError
+from adasr_av.media.file import read_audio
+from adasr_av.types import Word
+
+SPEECH = (
+    "A baker makes forty loaves of bread every morning. He sells twenty five loaves before noon. "
+    "In the afternoon he sells nine more. How many loaves are left at the end of the day?"
+)
+normalise = EnglishTextNormalizer()
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    return jiwer.wer(normalise(reference), normalise(hypothesis))
+
+
+@pytest.fixture(scope="module")
+def speech():
+    return synthesize(SPEECH, "en+m7", 140)  # of the bundled voices, the one tiny.en hears best
+
+
+@pytest.fixture(scope="module")
+def whisper():
+    return load_backend()
+
+
+def words(*spec):
+    return [Word(f" {text}", start, end) for text, start, end in spec]
+
+
+def test_local_agreement_commits_what_two_hypotheses_share():
+    buffer = HypothesisBuffer()
+    assert buffer.insert(words(("Tom", 0.0, 0.3), ("has", 0.3, 0.5))) == []
+    committed = buffer.insert(words(("tom,", 0.0, 0.3), ("has", 0.3, 0.5), ("five", 0.5, 0.9)))
+    assert [w.text for w in committed] == [" tom,", " has"]
+    # the next hypothesis repeats the committed tail; only "five apples" is new and must agree twice
+    assert buffer.insert(words(("has", 0.32, 0.5), ("five", 0.5, 0.9), ("apples", 0.9, 1.3))) == [
+        Word(" five", 0.5, 0.9)
+    ]
+    assert buffer.pending() == words(("apples", 0.9, 1.3))
+
+
+def test_chunks_end_at_sentences_pauses_and_maximum_length():
+    grouper = ChunkGrouper(StreamingASROptions(pause_seconds=0.8, max_chunk_seconds=3.0))
+    chunks = grouper.add(words(("One", 0.0, 0.2), ("two.", 0.2, 0.5), ("Three", 0.6, 0.9)), t_commit=2.0)
+    assert [(c.text, c.t_start, c.t_end, c.t_emit) for c in chunks] == [("One two.", 0.0, 0.5, 2.0)]
+    chunks = grouper.add(words(("four", 2.0, 2.3)), t_commit=4.0)  # 1.1 s pause after "Three"
+    assert [(c.text, c.t_emit) for c in chunks] == [("Three", 4.0)]
+    chunks = grouper.add(words(("five", 2.3, 3.0), ("six", 3.0, 5.1)), t_commit=6.0)  # over 3 s
+    assert [c.text for c in chunks] == ["four five"]
+    assert [c.text for c in grouper.flush(7.0)] == ["six"]
+    assert grouper.flush(8.0) == []
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".mp3", ".ogg", ".mp4"])
+def test_streaming_transcript_of_a_media_file(speech, whisper, tmp_path, suffix):
+    path = write_audio(tmp_path / f"speech{suffix}", speech, video=suffix == ".mp4")
+    stats = ASRStats()
+    chunks = list(transcribe_stream(read_audio(path), whisper, stats=stats))
+    assert wer(SPEECH, " ".join(c.text for c in chunks)) <= 0.15
+    duration = len(speech) / 16000
+    assert stats.audio_s == pytest.approx(duration, abs=0.1)
+    for chunk in chunks:
+        assert chunk.source == "asr" and chunk.words
+        assert chunk.t_start <= chunk.t_end <= chunk.t_emit
+        assert all(chunk.t_start <= w.t_start <= w.t_end <= chunk.t_end + 1e-6 for w in chunk.words)
+        assert all(w.t_commit is not None and w.t_commit >= w.t_end - 0.5 for w in chunk.words)
+    assert [c.t_start for c in chunks] == sorted(c.t_start for c in chunks)
+    assert chunks[-1].t_end <= duration + 0.5
+    assert sum(c.text.rstrip().endswith((".", "?")) for c in chunks) >= 3  # sentence chunks
+
+
+def test_computation_unaware_emits_when_the_audio_arrived(speech, whisper):
+    chunks = list(
+        transcribe_stream(read_audio_array(speech), whisper, StreamingASROptions(computation_aware=False))
+    )
+    step_ends = {round(k * 0.1, 1) for k in range(1, 200)}
+    assert all(round(c.t_emit, 1) in step_ends or c is chunks[-1] for c in chunks)
+
+
+def read_audio_array(samples: np.ndarray, chunk: int = 1600):
+    from adasr_av.types import AudioChunk
+
+    return [AudioChunk(samples[i : i + chunk], i / 16000, min(len(samples), i + chunk) / 16000)
+            for i in range(0, len(samples), chunk)]  # fmt: skip
+
+
+def test_slower_than_real_time_coalesces_instead_of_falling_behind(speech, whisper):
+    """Steps every 0.1 s cannot keep up (a Whisper step takes longer): audio that arrives during a
+    step goes into the next one, so there are far fewer steps and the lag stays bounded."""
+    stats = ASRStats()
+    options = StreamingASROptions(min_step_seconds=0.1)
+    chunks = list(transcribe_stream(read_audio_array(speech), whisper, options, stats))
+    arrivals = len(speech) / 1600
+    assert stats.steps < arrivals / 2
+    mean_step = stats.compute_s / stats.steps
+    assert stats.max_lag_s < 3 * max(stats.lags_s) + 0.2
+    late = stats.lags_s[len(stats.lags_s) // 2 :]
+    assert max(late) < 4 * mean_step  # no backlog building up over the stream
+    assert wer(SPEECH, " ".join(c.text for c in chunks)) <= 0.3
+
+
+def test_bundled_model_loads_without_network(whisper):
+    assert isinstance(whisper, FasterWhisperBackend)
+    transcript = whisper.transcribe(np.zeros(16000, dtype=np.float32))
+    assert transcript.words == [] or all(w.t_end <= 2.0 for w in transcript.words)
+
+
+def test_bad_whisper_model_is_one_line(tmp_path):
+    with pytest.raises(AdasrError, match="no CTranslate2 model"):
+        load_backend("faster-whisper", str(tmp_path))
+    with pytest.raises(AdasrError, match="not a Whisper"):
+        load_backend("openai-whisper", str(tmp_path / "missing.pt"))
+    with pytest.raises(AdasrError, match="unknown ASR backend"):
+        load_backend("nope")
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "srt", "vtt", "txt"])
+def test_transcribe_command_writes_each_format(speech, tmp_path, capsys, fmt):
+    path = write_audio(tmp_path / "speech.wav", speech)
+    out = tmp_path / f"transcript.{fmt}"
+    assert main(["transcribe", str(path), "--out", str(out)]) == 0
+    text = out.read_text()
+    printed = capsys.readouterr()
+    assert "real-time factor" in printed.err and "committed" in printed.out
+    if fmt == "jsonl":
+        records = [json.loads(line) for line in text.splitlines()]
+        assert {"text", "t_start", "t_end", "t_emit", "words"} <= records[0].keys()
+        assert {"text", "t_start", "t_end"} <= records[0]["words"][0].keys()
+        text = " ".join(r["text"] for r in records)
+    elif fmt == "srt":
+        assert text.startswith("1\n00:00:0") and " --> " in text
+    elif fmt == "vtt":
+        assert text.startswith("WEBVTT\n\n00:00:0")
+    cues = [line for line in text.splitlines() if line and "-->" not in line and not line.isdigit()]
+    spoken = text if fmt in ("jsonl", "txt") else " ".join(line for line in cues if line != "WEBVTT")
+    assert wer(SPEECH, spoken) <= 0.15
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [("{tmp}/missing.wav", "no such file"), ("http://example.org/a.wav", "unsupported URL scheme")],
+)
+def test_transcribe_bad_sources(source, message, tmp_path, capsys):
+    assert main(["transcribe", source.format(tmp=tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
