@@ -15,9 +15,10 @@ from adasr_av.encoders.streaming_asr import ASRStats, StreamingASROptions, trans
 from adasr_av.encoders.whisper_backends import OpenAIWhisperBackend, Transcript, load_backend
 from adasr_av.types import AudioChunk
 
+# A short text context: an untrained model talks until the context is full.
 DIMS = ModelDimensions(
     n_mels=80, n_audio_ctx=1500, n_audio_state=64, n_audio_head=2, n_audio_layer=2,
-    n_vocab=51864, n_text_ctx=64,  # short text context: an untrained model talks until it is full n_text_state=64, n_text_head=2, n_text_layer=2,
+    n_vocab=51864, n_text_ctx=64, n_text_state=64, n_text_head=2, n_text_layer=2,
 )  # fmt: skip
 
 
