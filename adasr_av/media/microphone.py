@@ -50,14 +50,15 @@ def _as_frames(blocks: Iterable[np.ndarray], sample_rate: int) -> Iterator[av.Au
 class Microphone:
     """An input device as an iterator of AudioChunks; `close()` (or leaving a `with`) stops it.
 
-    Opens the device at its native default rate when made, so a missing device fails at once.
-    `overflows` counts the blocks PortAudio flagged as input overflow (samples lost because the
-    consumer fell behind); each one is also logged as a warning.
+    Opens and starts the device at its native default rate when made, so a missing device fails at
+    once; blocks wait in the queue until iterated. `channels` > 1 are averaged. `overflows` counts
+    the blocks PortAudio flagged as input overflow (the device dropped samples: the system did not
+    keep up); each is also logged as a warning.
     """
 
     def __init__(self, device: int | str | None = None, chunk_seconds: float = 0.1, channels: int = 1):
         sd = _sounddevice()
-        where = "the default input device" if device is None else f"input device {device!r}"
+        where = "default input device" if device is None else f"input device {device!r}"
         try:
             info = sd.query_devices(device, kind="input")
         except (sd.PortAudioError, ValueError) as err:
@@ -79,7 +80,7 @@ class Microphone:
             )
             self._stream.start()
         except (sd.PortAudioError, ValueError) as err:
-            raise AdasrError(f"microphone: cannot open {where} ({_first_line(err)})") from None
+            raise AdasrError(f"microphone: cannot open the {where} ({_first_line(err)})") from None
 
     def _callback(self, indata: np.ndarray, frames: int, time, status) -> None:
         self._blocks.put((indata.copy(), bool(status.input_overflow)))
@@ -125,7 +126,7 @@ def _sounddevice() -> ModuleType:
     """sounddevice raises OSError at import when the PortAudio library itself is missing."""
     try:
         import sounddevice
-    except OSError as err:
+    except (OSError, ImportError) as err:
         raise AdasrError(f"microphone: audio input unavailable ({_first_line(err)})") from None
     return sounddevice
 

@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import av
 import av.container
+import av.stream
 
 from adasr_av.errors import AdasrError
 from adasr_av.media.audio import CHUNK_SECONDS, audio_chunks, seconds_to_samples
@@ -70,11 +71,9 @@ def read_rtsp_audio(
     """
     chunk_samples = seconds_to_samples(chunk_seconds)
 
-    def session(
-        container: av.container.InputContainer, t_start: float, lost: list[str]
-    ) -> Iterator[AudioChunk]:
-        stream = _first(container.streams.audio, url, "audio")
-        return audio_chunks(_until_error(decoded(container, stream), lost), chunk_samples, t_start)
+    def session(connection: Connection, t_start: float) -> Iterator[AudioChunk]:
+        stream = _first(connection.container.streams.audio, url, "audio")
+        return audio_chunks(connection.frames(stream), chunk_samples, t_start)
 
     settings = Reconnect(open_timeout, read_timeout, max_retries, backoff, max_backoff, end_on_eof)
     return reconnecting(url, session, lambda chunk: chunk.t_end, settings, on_gap)
@@ -95,20 +94,39 @@ def read_rtsp_frames(
     if fps <= 0:
         raise AdasrError(f"RTSP {redact(url)}: fps must be > 0, got {fps}")
 
-    def session(
-        container: av.container.InputContainer, t_start: float, lost: list[str]
-    ) -> Iterator[VideoFrame]:
-        stream = _first(container.streams.video, url, "video")
+    def session(connection: Connection, t_start: float) -> Iterator[VideoFrame]:
+        stream = _first(connection.container.streams.video, url, "video")
         stream.thread_type = "AUTO"
-        return sampled_frames(
-            _session_times(_until_error(decoded(container, stream), lost), t_start), fps, t_start
-        )
+        return sampled_frames(_session_times(connection.frames(stream), t_start), fps, t_start)
 
     settings = Reconnect(open_timeout, read_timeout, max_retries, backoff, max_backoff, end_on_eof)
     return reconnecting(url, session, lambda frame: frame.t + 1.0 / fps, settings, on_gap)
 
 
-Session = Callable[[av.container.InputContainer, float, list[str]], Iterator[Record]]
+class Connection:
+    """One open connection: its decoded frames, and how it ended (read error or end of stream).
+
+    `frames` ends normally when the connection fails, noting why in `lost`, so a session still
+    flushes what it holds (the last partial chunk); `last_data` is when a frame last arrived.
+    """
+
+    def __init__(self, container: av.container.InputContainer):
+        self.container = container
+        self.lost: str | None = None
+        self.last_data: float | None = None
+
+    def frames(self, stream: av.stream.Stream) -> Iterator[av.frame.Frame]:
+        try:
+            for frame in decoded(self.container, stream):
+                self.last_data = time.monotonic()
+                yield frame
+        except av.error.ExitError:  # PyAV's read timeout interrupts FFmpeg with AVERROR_EXIT
+            self.lost = "no data within the read timeout"
+        except av.FFmpegError as err:
+            self.lost = describe(err)
+
+
+Session = Callable[[Connection, float], Iterator[Record]]
 
 
 def reconnecting(
@@ -118,38 +136,35 @@ def reconnecting(
     settings: Reconnect,
     on_gap: Callable[[StreamGap], None] | None = None,
 ) -> Iterator[Record]:
-    """Records from `session(container, t_start, lost)` over successive connections to `url`.
+    """Records from `session(connection, t_start)` over successive connections to `url`.
 
-    A session decodes one connection from stream time t_start; when its connection fails it appends
-    the reason to `lost` and ends normally, so its last partial chunk still comes out. `end_of` gives
-    the stream time a record reaches. Attempts that fail or deliver nothing count as failures; a
+    A session decodes one connection from stream time t_start; `end_of` gives the stream time a
+    record reaches. An outage lasts from the last frame received to the next successful open, and
+    moves stream time on by that much. Attempts that fail or deliver nothing count as failures; a
     record resets the count.
     """
     label = redact(url)
-    options = {"rtsp_transport": "tcp", "timeout": str(int(settings.read_timeout * 1e6))}
-    reached, failures, lost_at, why = 0.0, 0, None, ""
+    reached, failures, lost_at, lost_why = 0.0, 0, None, ""
     while True:
-        try:
-            container = av.open(url, options=options, timeout=(settings.open_timeout, settings.read_timeout))
-        except av.FFmpegError as err:
-            container, why = None, _reason(err, settings)
+        container, why = _open(url, settings)
         if container is not None:
+            opened_at = time.monotonic()
             with container:
                 if lost_at is not None:
-                    gap = StreamGap(reached, reached + time.monotonic() - lost_at, why)
-                    log.warning("RTSP %s: reconnected after %.2f s (%s)", label, gap.t_end - gap.t_start, why)
+                    gap = StreamGap(reached, reached + opened_at - lost_at, lost_why)
+                    log.warning("RTSP %s: reconnected after a %.2f s gap", label, gap.t_end - gap.t_start)
                     if on_gap is not None:
                         on_gap(gap)
                     reached = gap.t_end
-                lost: list[str] = []
-                for record in session(container, reached, lost):
+                connection = Connection(container)
+                for record in session(connection, reached):
                     failures = 0
                     reached = end_of(record)
                     yield record
-            if not lost and settings.end_on_eof:
+            if connection.lost is None and settings.end_on_eof:
                 return
-            why = lost[0] if lost else "the server ended the stream"
-            lost_at = time.monotonic()
+            why = lost_why = connection.lost or "the server ended the stream"
+            lost_at = connection.last_data or opened_at
             log.warning("RTSP %s: stream lost (%s), reconnecting", label, why)
         failures += 1
         if failures > settings.max_retries:
@@ -157,25 +172,22 @@ def reconnecting(
         time.sleep(settings.delay(failures))
 
 
+def _open(url: str, settings: Reconnect) -> tuple[av.container.InputContainer | None, str]:
+    """The opened stream, or None and why not."""
+    started = time.monotonic()
+    try:
+        timeout = (settings.open_timeout, settings.read_timeout)
+        return av.open(url, options={"rtsp_transport": "tcp"}, timeout=timeout), ""
+    except av.FFmpegError as err:
+        # PyAV's timeout interrupts FFmpeg, whose RTSP handshake then reports "invalid data"
+        if isinstance(err, av.error.ExitError) or time.monotonic() - started >= settings.open_timeout:
+            return None, f"no answer within {settings.open_timeout:g} s"
+        return None, describe(err)
+
+
 def redact(url: str) -> str:
     """The URL without its password, for messages and logs."""
     return re.sub(r"^([a-z][a-z0-9+.-]*://[^:/@]*):[^@/]*@", r"\1:***@", url, flags=re.IGNORECASE)
-
-
-def _reason(err: av.FFmpegError, settings: Reconnect) -> str:
-    if isinstance(err, av.error.ExitError):  # PyAV's timeout interrupts FFmpeg with AVERROR_EXIT
-        return f"no answer within {settings.open_timeout:g} s"
-    return describe(err)
-
-
-def _until_error(frames: Iterator[av.frame.Frame], lost: list[str]) -> Iterator[av.frame.Frame]:
-    """Frames until the connection fails; the failure is noted in `lost` instead of raised."""
-    try:
-        yield from frames
-    except av.FFmpegError as err:
-        lost.append(
-            describe(err) if not isinstance(err, av.error.ExitError) else "no data within the read timeout"
-        )
 
 
 def _session_times(frames: Iterator[av.VideoFrame], t_start: float) -> Iterator[tuple[float, av.VideoFrame]]:
