@@ -7,9 +7,8 @@ import time
 
 import pytest
 from test_media_rtsp import RtspServer, needs_server
-from test_streaming_asr import SPEECH, wer
+from test_streaming_asr import SPEECH, synthesize_fresh, wer
 
-from adasr_av.data.tts import synthesize, write_audio
 from adasr_av.encoders.streaming_asr import transcribe_stream
 from adasr_av.encoders.whisper_backends import load_backend
 from adasr_av.media.rtsp import StreamGap, read_rtsp_audio
@@ -17,7 +16,8 @@ from adasr_av.media.rtsp import StreamGap, read_rtsp_audio
 
 @pytest.fixture(scope="module")
 def speech_server(tmp_path_factory):
-    path = write_audio(tmp_path_factory.mktemp("rtsp") / "speech.wav", synthesize(SPEECH, "en+m7", 140))
+    path = tmp_path_factory.mktemp("rtsp") / "speech.wav"
+    synthesize_fresh(SPEECH, path)
     server = RtspServer(str(path))
     server.start()
     yield server

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import jiwer
 import numpy as np
@@ -10,7 +13,7 @@ import pytest
 from whisper.normalizers import EnglishTextNormalizer
 
 from adasr_av.cli import main
-from adasr_av.data.tts import synthesize, write_audio
+from adasr_av.data.tts import write_audio
 from adasr_av.encoders.local_agreement import HypothesisBuffer
 from adasr_av.encoders.streaming_asr import (
     ASRStats,
@@ -34,9 +37,18 @@ def wer(reference: str, hypothesis: str) -> float:
     return jiwer.wer(normalise(reference), normalise(hypothesis))
 
 
+def synthesize_fresh(text: str, path: Path) -> np.ndarray:
+    """eSpeak's output drifts slightly with what the process synthesised before; a fresh process
+    makes the test audio the same on every run. en+m7 is the bundled voice tiny.en hears best."""
+    code = "import sys; from adasr_av.data.tts import synthesize, write_audio; "
+    code += "write_audio(sys.argv[2], synthesize(sys.argv[1], 'en+m7', 140))"
+    subprocess.run([sys.executable, "-c", code, text, str(path)], check=True)
+    return np.concatenate([c.samples for c in read_audio(path)])
+
+
 @pytest.fixture(scope="module")
-def speech():
-    return synthesize(SPEECH, "en+m7", 140)  # of the bundled voices, the one tiny.en hears best
+def speech(tmp_path_factory):
+    return synthesize_fresh(SPEECH, tmp_path_factory.mktemp("speech") / "speech.wav")
 
 
 @pytest.fixture(scope="module")
