@@ -54,6 +54,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=3.0, help="total speech to generate")
     parser.add_argument("--step", type=float, default=1.0, help="seconds of new audio per Whisper step")
+    parser.add_argument(
+        "--trim", type=float, default=StreamingASROptions.trim_seconds, help="buffer seconds before a cut"
+    )
     parser.add_argument("--backend", default="faster-whisper")
     parser.add_argument("--model", help="Whisper model (default: the bundled tiny.en)")
     parser.add_argument("--seed", type=int, default=0)
