@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 
 from adasr_av.errors import AdasrError
+from adasr_av.sinks import TRANSCRIPT_FORMATS
 
 SAMPLE_QUESTION = "How many apples does Tom have now?"
 SAMPLE_STORY = (
@@ -65,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     transcribe.add_argument("--device", default="cpu")
     transcribe.add_argument(
-        "--format", choices=["jsonl", "srt", "vtt", "txt"], help="output format (default: from --out)"
+        "--format", choices=TRANSCRIPT_FORMATS, help="output format (default: from --out)"
     )
     transcribe.add_argument("--out", type=Path, help="write the transcript here")
     transcribe.add_argument("--step", type=float, default=1.0, help="seconds of new audio per Whisper step")
@@ -171,8 +172,10 @@ def cmd_transcribe(args) -> None:
     from adasr_av.sinks import TranscriptWriter, format_chunk
 
     fmt = args.format or (args.out.suffix.lstrip(".") if args.out else "jsonl")
-    if fmt not in ("jsonl", "srt", "vtt", "txt"):
-        raise AdasrError(f"--out {args.out}: unknown format {fmt!r} (use --format jsonl|srt|vtt|txt)")
+    if fmt not in TRANSCRIPT_FORMATS:
+        raise AdasrError(
+            f"--out {args.out}: unknown format {fmt!r} (use --format {'|'.join(TRANSCRIPT_FORMATS)})"
+        )
     if args.step <= 0:
         raise AdasrError("--step must be positive")
     audio = open_audio(args.source, realtime=args.realtime)

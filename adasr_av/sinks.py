@@ -56,26 +56,33 @@ def print_event(event: Event, out: TextIO | None = None) -> None:
     print(format_event(event), file=out or sys.stdout, flush=True)
 
 
-class EventWriter:
-    """Appends events as JSON lines, flushed one by one so a cut-off run keeps what it did."""
+class AppendingFile:
+    """A text file written record by record and flushed each time, so a cut-off run keeps what it did."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("w", encoding="utf-8")
+        self._file = self.path.open("w", encoding="utf-8")  # noqa: SIM115 - closed by close()
 
-    def write(self, event: Event) -> None:
-        self._file.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
+    def append(self, text: str) -> None:
+        self._file.write(text)
         self._file.flush()
 
     def close(self) -> None:
         self._file.close()
 
-    def __enter__(self) -> EventWriter:
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class EventWriter(AppendingFile):
+    """Events as JSON lines."""
+
+    def write(self, event: Event) -> None:
+        self.append(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
 
 
 # --- transcripts -----------------------------------------------------------------------------------
@@ -113,16 +120,16 @@ def _timestamp(seconds: float, separator: str) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}{separator}{ms:03d}"
 
 
-class TranscriptWriter:
-    """Appends text chunks as JSON lines, SRT or WebVTT cues, or plain lines, flushed one by one."""
+class TranscriptWriter(AppendingFile):
+    """Text chunks as JSON lines, SRT or WebVTT cues, or plain lines."""
 
     def __init__(self, path: str | Path, format: str = "jsonl"):
         if format not in TRANSCRIPT_FORMATS:
             raise ValueError(f"unknown transcript format {format!r}")
+        super().__init__(path)
         self.format, self.count = format, 0
-        self._file = Path(path).open("w", encoding="utf-8")  # noqa: SIM115 - closed by close()
         if format == "vtt":
-            self._file.write("WEBVTT\n\n")
+            self.append("WEBVTT\n\n")
 
     def write(self, chunk: TextChunk) -> None:
         self.count += 1
@@ -134,17 +141,7 @@ class TranscriptWriter:
             sep = "," if self.format == "srt" else "."
             span = f"{_timestamp(chunk.t_start, sep)} --> {_timestamp(chunk.t_end, sep)}"
             line = (f"{self.count}\n" if self.format == "srt" else "") + f"{span}\n{chunk.text}\n\n"
-        self._file.write(line)
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
-
-    def __enter__(self) -> TranscriptWriter:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        self.append(line)
 
 
 def format_chunk(chunk: TextChunk) -> str:

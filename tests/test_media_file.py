@@ -193,7 +193,7 @@ def test_video_frames_from_start_at(media):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(AdasrError, match="nothing.wav: not found") as caught:
+    with pytest.raises(AdasrError, match="nothing.wav: no such file") as caught:
         read_audio(tmp_path / "nothing.wav")
     assert "\n" not in str(caught.value)
 

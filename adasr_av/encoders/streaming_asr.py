@@ -187,6 +187,9 @@ def transcribe_stream(
     asr, grouper = OnlineASR(backend, options), ChunkGrouper(options)
     busy_until, arrived_at = 0.0, 0.0
 
+    def commit(words: list[Word], t_commit: float) -> list[TextChunk]:
+        return grouper.add([replace(w, t_commit=t_commit) for w in words], t_commit)
+
     def step(t_arrival: float, t_oldest: float) -> list[TextChunk]:
         nonlocal busy_until
         t0 = time.perf_counter()
@@ -198,7 +201,7 @@ def transcribe_stream(
         stats.compute_s += compute
         stats.lags_s.append(t_commit - t_arrival)
         stats.max_lag_s = max(stats.max_lag_s, t_commit - t_oldest)
-        return grouper.add([replace(w, t_commit=t_commit) for w in words], t_commit)
+        return commit(words, t_commit)
 
     oldest_waiting: float | None = None  # arrival of the oldest audio no step has included yet
     for chunk in audio:
@@ -209,7 +212,7 @@ def transcribe_stream(
         flushed = asr.insert_audio(chunk)
         if flushed:
             t_flush = max(arrived_at, busy_until)
-            yield from grouper.add([replace(w, t_commit=t_flush) for w in flushed], t_flush)
+            yield from commit(flushed, t_flush)
             yield from grouper.flush(t_flush)
         ready = max(options.min_step_seconds, options.first_step_seconds if stats.steps == 0 else 0.0)
         if asr.unprocessed_s >= ready and chunk.t_end >= busy_until:
@@ -219,5 +222,5 @@ def transcribe_stream(
         t_last = max(arrived_at, busy_until)
         yield from step(t_last, oldest_waiting if oldest_waiting is not None else t_last)
     t_end = max(arrived_at, busy_until)
-    yield from grouper.add([replace(w, t_commit=t_end) for w in asr.finish()], t_end)
+    yield from commit(asr.finish(), t_end)
     yield from grouper.flush(t_end)

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from adasr_av.errors import AdasrError
+from adasr_av.errors import AdasrError, first_line
 from adasr_av.media.audio import SAMPLE_RATE
 from adasr_av.types import Word
 
@@ -56,8 +56,7 @@ def _short_window_model(source: str, **kwargs):
 
     faster-whisper pads every input to Whisper's 30 s window, so a 5 s streaming buffer costs
     as much encoder time as 30 s. CTranslate2's encoder takes shorter inputs; like whisper.cpp's
-    `audio_ctx`, the padding is cut to `margin_s` past the audio (on synthesised stories this
-    also lowered the word error rate of tiny.en, 0.19 -> 0.13).
+    `audio_ctx`, the padding is cut to `window_margin_s` past the audio (never below 10 s).
     """
     from faster_whisper import WhisperModel
 
@@ -73,6 +72,7 @@ def _short_window_model(source: str, **kwargs):
 
 
 MEL_FRAMES_PER_SECOND = 100  # Whisper's 10 ms hop
+MIN_WINDOW_FRAMES = 1000  # 10 s: the encoder never sees less, however short the buffer
 
 
 class FasterWhisperBackend:
@@ -93,15 +93,14 @@ class FasterWhisperBackend:
                 source, device=device, compute_type=compute_type, cpu_threads=threads
             )
         except Exception as err:
-            raise AdasrError(f"whisper model {model}: cannot load ({str(err).splitlines()[0]})") from None
+            raise AdasrError(f"whisper model {model}: cannot load ({first_line(err)})") from None
         self.language, self.beam_size, self.window_margin_s = language, beam_size, window_margin_s
 
     def transcribe(self, audio: np.ndarray, prompt: str = "") -> Transcript:
         if self.window_margin_s is not None:
             seconds = len(audio) / SAMPLE_RATE + self.window_margin_s
-            self.model.frames = max(
-                1000, int(seconds * MEL_FRAMES_PER_SECOND) // 2 * 2
-            )  # the conv stride is 2
+            frames = int(seconds * MEL_FRAMES_PER_SECOND) // 2 * 2  # the encoder's conv stride is 2
+            self.model.frames = max(MIN_WINDOW_FRAMES, frames)
         segments, _ = self.model.transcribe(
             audio,
             language=self.language,
@@ -137,7 +136,7 @@ class OpenAIWhisperBackend:
         try:
             self.model = whisper.load_model(name, device=device)
         except Exception as err:
-            raise AdasrError(f"whisper model {name}: cannot load ({str(err).splitlines()[0]})") from None
+            raise AdasrError(f"whisper model {name}: cannot load ({first_line(err)})") from None
         self.language = language if self.model.is_multilingual else "en"
 
     def transcribe(self, audio: np.ndarray, prompt: str = "") -> Transcript:

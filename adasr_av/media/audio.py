@@ -22,18 +22,6 @@ def samples_to_seconds(n_samples: int) -> float:
     return n_samples / SAMPLE_RATE
 
 
-def as_mono_float32(samples: np.ndarray) -> np.ndarray:
-    """[n] or [n, channels] (or [channels, n] planar) audio of any numeric type -> float32 [n]."""
-    array = np.asarray(samples)
-    if np.issubdtype(array.dtype, np.integer):
-        array = array.astype(np.float32) / np.iinfo(array.dtype).max
-    array = array.astype(np.float32, copy=False)
-    if array.ndim == 2:
-        channel_axis = 0 if array.shape[0] < array.shape[1] else 1
-        array = array.mean(axis=channel_axis)
-    return np.ascontiguousarray(array)
-
-
 def to_16k_mono() -> av.AudioResampler:
     """A resampler from any rate, layout and sample format to 16 kHz mono float32 (packed).
 

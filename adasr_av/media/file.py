@@ -67,7 +67,7 @@ def open_media(path: str | Path) -> av.container.InputContainer:
     """Open a media file for decoding; every failure is one AdasrError line naming the file."""
     path = Path(path)
     if not path.exists():
-        raise AdasrError(f"media file {path}: not found")
+        raise AdasrError(f"media file {path}: no such file")
     if path.is_dir():
         raise AdasrError(f"media file {path}: is a folder, not a file")
     try:

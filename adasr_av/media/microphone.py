@@ -16,7 +16,7 @@ from types import ModuleType
 import av
 import numpy as np
 
-from adasr_av.errors import AdasrError
+from adasr_av.errors import AdasrError, first_line
 from adasr_av.media.audio import audio_chunks, seconds_to_samples
 from adasr_av.types import AudioChunk
 
@@ -62,7 +62,7 @@ class Microphone:
         try:
             info = sd.query_devices(device, kind="input")
         except (sd.PortAudioError, ValueError) as err:
-            raise AdasrError(f"microphone: no usable {where} ({_first_line(err)})") from None
+            raise AdasrError(f"microphone: no usable {where} ({first_line(err)})") from None
         self.device_name: str = info["name"]
         self.sample_rate = int(info["default_samplerate"])
         self.chunk_seconds = chunk_seconds
@@ -80,7 +80,7 @@ class Microphone:
             )
             self._stream.start()
         except (sd.PortAudioError, ValueError) as err:
-            raise AdasrError(f"microphone: cannot open the {where} ({_first_line(err)})") from None
+            raise AdasrError(f"microphone: cannot open the {where} ({first_line(err)})") from None
 
     def _callback(self, indata: np.ndarray, frames: int, time, status) -> None:
         self._blocks.put((indata.copy(), bool(status.input_overflow)))
@@ -127,9 +127,5 @@ def _sounddevice() -> ModuleType:
     try:
         import sounddevice
     except (OSError, ImportError) as err:
-        raise AdasrError(f"microphone: audio input unavailable ({_first_line(err)})") from None
+        raise AdasrError(f"microphone: audio input unavailable ({first_line(err)})") from None
     return sounddevice
-
-
-def _first_line(err: Exception) -> str:
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 from adasr_av.errors import AdasrError
 from adasr_av.types import AudioChunk
@@ -24,8 +23,6 @@ def open_audio(source: str, realtime: bool = False) -> Iterable[AudioChunk]:
         return read_rtsp_audio(source, on_gap=lambda gap: log.warning("%s: %s", source, gap))
     if "://" in source:
         raise AdasrError(f"source {source}: unsupported URL scheme (use a file, mic or rtsp://)")
-    if not Path(source).exists():
-        raise AdasrError(f"media file {source}: no such file")
     from adasr_av.media.file import read_audio
 
     return read_audio(source, realtime=realtime)

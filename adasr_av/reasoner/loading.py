@@ -6,13 +6,8 @@ from pathlib import Path
 
 import torch
 
-from adasr_av.errors import AdasrError
+from adasr_av.errors import AdasrError, first_line
 from adasr_av.reasoner.protocol import add_protocol_tokens
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _looks_like_path(name: str) -> bool:
@@ -51,7 +46,7 @@ def load_reasoner_model(
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
     except Exception as err:  # a broken folder fails in many library-specific ways; name the folder
-        raise AdasrError(f"model {name_or_path}: cannot load ({_first_line(err)})") from None
+        raise AdasrError(f"model {name_or_path}: cannot load ({first_line(err)})") from None
     add_protocol_tokens(tokenizer, model)
     if adapter is not None:
         from peft import PeftModel
@@ -60,5 +55,5 @@ def load_reasoner_model(
         try:
             model = PeftModel.from_pretrained(model, adapter_source)
         except Exception as err:
-            raise AdasrError(f"adapter {adapter}: cannot load ({_first_line(err)})") from None
+            raise AdasrError(f"adapter {adapter}: cannot load ({first_line(err)})") from None
     return model.to(device).eval(), tokenizer
