@@ -7,7 +7,7 @@ import time
 
 import pytest
 from test_media_rtsp import RtspServer, needs_server
-from test_streaming_asr import SPEECH, synthesize_fresh, wer
+from test_streaming_asr import SPEECH, UNAWARE, synthesize_fresh, wer
 
 from adasr_av.encoders.streaming_asr import transcribe_stream
 from adasr_av.encoders.whisper_backends import load_backend
@@ -27,7 +27,7 @@ def speech_server(tmp_path_factory):
 @needs_server
 def test_transcript_of_an_rtsp_stream(speech_server):
     audio = read_rtsp_audio(speech_server.url, end_on_eof=True, max_retries=1)
-    chunks = list(transcribe_stream(audio, load_backend()))
+    chunks = list(transcribe_stream(audio, load_backend(), UNAWARE))
     assert wer(SPEECH, " ".join(c.text for c in chunks)) <= 0.15
 
 
