@@ -80,15 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(args):
-    from adasr_av.reasoner.loading import load_reasoner_model
+    from adasr_av.reasoner.loading import default_model, load_reasoner_model
 
-    model = args.model
-    if model is None:
-        from adasr_av.reasoner.scratch import placeholder_model
-
-        print("adasr-av: no --model given: using the untrained placeholder model", file=sys.stderr)
-        model = str(placeholder_model())
-    return load_reasoner_model(model, adapter=args.adapter, device=args.device)
+    return load_reasoner_model(args.model or str(default_model()), adapter=args.adapter, device=args.device)
 
 
 def _chunks(args):

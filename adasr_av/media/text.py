@@ -44,29 +44,36 @@ def text_stream(text: str, words_per_minute: float = DEFAULT_WORDS_PER_MINUTE) -
 CHUNK_FIELDS = ("text", "t_start", "t_end")
 
 
-def read_chunks_jsonl(path: str | Path) -> Iterator[TextChunk]:
-    """Chunks from a JSON-lines file: `text`, `t_start`, `t_end` required; `t_emit` (default
-    `t_end`) and `source` (default "text") optional. Errors name the file and line."""
+def read_jsonl(path: str | Path, what: str) -> Iterator[tuple[str, dict]]:
+    """(where, record) for each JSON object line of `path`; `where` names the file and line for
+    errors ("dataset data/test.jsonl, line 3"). Blank lines are skipped."""
     path = Path(path)
     try:
         handle = path.open(encoding="utf-8")
     except OSError as err:
-        raise AdasrError(f"chunks file {path}: {err.strerror.lower()}") from None
+        raise AdasrError(f"{what} {path}: {err.strerror.lower()}") from None
     with handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
-            where = f"chunks file {path}, line {number}"
+            where = f"{what} {path}, line {number}"
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
                 raise AdasrError(f"{where}: not valid JSON ({err.msg})") from None
             if not isinstance(record, dict):
                 raise AdasrError(f"{where}: expected a JSON object")
-            yield _chunk_from_record(record, where)
+            yield where, record
 
 
-def _chunk_from_record(record: dict, where: str) -> TextChunk:
+def read_chunks_jsonl(path: str | Path) -> Iterator[TextChunk]:
+    """Chunks from a JSON-lines file: `text`, `t_start`, `t_end` required; `t_emit` (default
+    `t_end`) and `source` (default "text") optional. Errors name the file and line."""
+    for where, record in read_jsonl(path, "chunks file"):
+        yield chunk_from_record(record, where)
+
+
+def chunk_from_record(record: dict, where: str) -> TextChunk:
     for key in CHUNK_FIELDS:
         if key not in record:
             raise AdasrError(f"{where}: missing field '{key}'")

@@ -9,6 +9,28 @@ import torch
 from adasr_av.errors import AdasrError, first_line
 from adasr_av.reasoner.protocol import add_protocol_tokens
 
+BUNDLED_MODELS = Path(__file__).resolve().parent.parent / "models"
+DEFAULT_MODEL = "tiny-streaming"
+
+
+def bundled_model(name: str = DEFAULT_MODEL) -> Path | None:
+    """Folder of a model shipped inside the package, or None when this build does not have it."""
+    path = BUNDLED_MODELS / name
+    return path if (path / "config.json").is_file() else None
+
+
+def default_model() -> Path:
+    """The model used when no --model is given: the bundled one, else an untrained placeholder."""
+    path = bundled_model()
+    if path is None:
+        import sys
+
+        from adasr_av.reasoner.scratch import placeholder_model
+
+        print("adasr-av: no bundled model in this build: using an untrained placeholder", file=sys.stderr)
+        return placeholder_model()
+    return path
+
 
 def _looks_like_path(name: str) -> bool:
     """Hub ids are `name` or `owner/name`; anything else is meant as a folder."""
