@@ -76,6 +76,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(calibrate)
     calibrate.add_argument("--out", type=Path, required=True, help="cost profile JSON to write")
     calibrate.add_argument("--name", help="profile name (default: the model's folder name)")
+
+    synth = sub.add_parser("synth", help="write streamed-story datasets (text or speech); resumable")
+    synth.add_argument("--mode", choices=["text", "speech"], required=True)
+    synth.add_argument("--n", type=int, required=True, help="stories per split")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--out", type=Path, required=True, help="folder for <split>.jsonl (and audio/)")
+    synth.add_argument("--splits", default="train,valid,test,ood", help="comma-separated splits")
+    synth.add_argument("--workers", type=int, help="speech mode: processes (default: CPU count)")
+    synth.add_argument("--voices", help="speech mode: comma-separated eSpeak NG voices (default: 4 English)")
+    synth.add_argument("--wpm", type=float, help="text mode: words per minute (default: 150)")
+    synth.add_argument("--step", type=float, help="speech mode: seconds of new audio per Whisper step")
+    synth.add_argument("--aware", action="store_true", help="speech mode: computation-aware ASR timing")
+    synth.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -192,7 +205,45 @@ def cmd_transcribe(args) -> None:
     )
 
 
-COMMANDS = {"reason": cmd_reason, "calibrate": cmd_calibrate, "transcribe": cmd_transcribe}
+def cmd_synth(args) -> None:
+    from adasr_av.data.synth import SynthOptions, run_synth
+
+    def names(text: str | None) -> tuple[str, ...] | None:
+        return None if text is None else tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+
+    for flag, value, mode in (
+        ("--wpm", args.wpm, "text"),
+        ("--voices", args.voices, "speech"),
+        ("--step", args.step, "speech"),
+        ("--aware", args.aware or None, "speech"),
+    ):
+        if value is not None and args.mode != mode:
+            raise AdasrError(f"{flag} is only for --mode {mode}")
+    given = {
+        "seed": args.seed,
+        "n": args.n,
+        "splits": names(args.splits),
+        "workers": args.workers,
+        "voices": names(args.voices),
+        "words_per_minute": args.wpm,
+        "asr_step_s": args.step,
+        "computation_aware": args.aware,
+    }
+    options = SynthOptions(args.mode, **{key: value for key, value in given.items() if value is not None})
+    summary = run_synth(options, args.out, progress=not args.no_progress)
+    per_story = f", {summary.item_s / summary.written:.3g}s per story" if summary.written else ""
+    print(
+        f"{summary.written} stories written, {summary.existing} already there, in {args.out} "
+        f"({summary.wall_s:.1f}s{per_story})"
+    )
+
+
+COMMANDS = {
+    "reason": cmd_reason,
+    "calibrate": cmd_calibrate,
+    "transcribe": cmd_transcribe,
+    "synth": cmd_synth,
+}
 
 
 def _quiet_libraries() -> None:

@@ -26,6 +26,7 @@ RATE, PITCH = 1, 3  # espeak_PARAMETER
 WPM_RANGE = (80, 450)  # espeakRATE_MINIMUM .. espeakRATE_MAXIMUM
 PITCH_RANGE = (0, 100)
 DEFAULT_PITCH = 50
+RANDOM_SEED = 1  # for the noise of breathy variants (+f3...): without it their output varies per process
 EE_OK = 0
 
 _SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
@@ -69,6 +70,9 @@ class _Library:
         if rate <= 0:
             raise AdasrError(f"eSpeak NG failed to initialise with the data in {data.decode()}")
         lib.espeak_SetSynthCallback(_collect)
+        lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+        lib.espeak_ng_SetRandSeed.restype = None
+        lib.espeak_ng_SetRandSeed(RANDOM_SEED)
         self.lib = lib
         self.sample_rate = rate
 
@@ -112,9 +116,17 @@ def check_voice(voice: str) -> None:
     """
     languages, variants = _voice_files()
     language, _, variant = voice.lower().partition("+")
-    if language not in languages or ("+" in voice and variant not in variants):
+    if language not in languages:
+        english = sorted(name for name in languages if name.split("-")[0] == "en")
+        others = len(languages) - len(english)
         raise AdasrError(
-            f"unknown eSpeak NG voice {voice!r} (use a language such as 'en-us', optionally +variant)"
+            f"unknown eSpeak NG voice {voice!r}: no language {language!r} (English ones: "
+            f"{', '.join(english)}; {others} others; optionally +variant)"
+        )
+    if "+" in voice and variant not in variants:
+        raise AdasrError(
+            f"unknown eSpeak NG voice {voice!r}: no variant {variant!r} "
+            f"(variants: {', '.join(sorted(variants))})"
         )
 
 
@@ -124,7 +136,8 @@ def speak(text: str, voice: str, words_per_minute: int, pitch: int | None) -> np
     Not bit-exact across calls: espeak keeps waveform state (seemingly its pitch-flutter phase) in
     statics that neither espeak_ng_SetRandSeed, srand nor re-initialising resets, so a repeat
     differs slightly in phase and by a few samples in length.
-    A fresh process making the same calls in the same order gets the same samples.
+    A fresh process making the same calls in the same order gets the same samples (the random
+    generator is seeded once, at initialisation; seeding it again does not undo the drift).
     """
     check_voice(voice)
     if not WPM_RANGE[0] <= words_per_minute <= WPM_RANGE[1]:

@@ -81,14 +81,15 @@ class FasterWhisperBackend:
     name = "faster-whisper"
 
     def __init__(self, model: str | None = None, device: str = "cpu", compute_type: str = "int8",
-                 language: str = "en", beam_size: int = 1, window_margin_s: float | None = 1.0):  # fmt: skip
+                 language: str = "en", beam_size: int = 1, window_margin_s: float | None = 1.0,
+                 cpu_threads: int | None = None):  # fmt: skip
         source = str(bundled_model_path()) if model in (None, "bundled") else model
         if not Path(source).exists() and not _looks_like_size(source) and "/" not in source:
             raise AdasrError(f"whisper model {model}: no such folder and not a Whisper size name")
         if Path(source).exists() and not (Path(source) / "model.bin").is_file():
             raise AdasrError(f"whisper model {model}: folder holds no CTranslate2 model (no model.bin)")
         try:
-            threads = os.cpu_count() or 1
+            threads = cpu_threads or os.cpu_count() or 1  # fewer when several run side by side
             self.model = _short_window_model(
                 source, device=device, compute_type=compute_type, cpu_threads=threads
             )
