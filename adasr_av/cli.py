@@ -24,6 +24,23 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
 
 
+def _add_reasoner_args(p: argparse.ArgumentParser, max_unit_tokens: int) -> None:
+    """Mode, clock and decoding flags shared by the commands that run the reasoner."""
+    p.add_argument("--mode", choices=["streaming", "read-then-think"], default="streaming")
+    p.add_argument("--clock", choices=["cost-model", "wall"], default="cost-model")
+    p.add_argument("--cost", default="paper", help="cost profile: a name (paper) or a calibrate JSON")
+    sampling = p.add_argument_group("sampling and caps")
+    sampling.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    sampling.add_argument("--temperature", type=float, default=1.0)
+    sampling.add_argument("--top-p", type=float, default=1.0)
+    sampling.add_argument("--top-k", type=int, default=0)
+    sampling.add_argument("--seed", type=int, default=0)
+    sampling.add_argument("--max-unit-tokens", type=int, default=max_unit_tokens)
+    sampling.add_argument("--max-deep-tokens", type=int, default=512)
+    sampling.add_argument("--max-answer-tokens", type=int, default=32)
+    sampling.add_argument("--max-total-tokens", type=int, default=4096)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="adasr-av", description="Reason over audio and video while it streams."
@@ -40,20 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
     reason.add_argument(
         "--wpm", type=float, default=150.0, help="speaking rate for --text (words per minute)"
     )
-    reason.add_argument("--clock", choices=["cost-model", "wall"], default="cost-model")
-    reason.add_argument("--cost", default="paper", help="cost profile: a name (paper) or a calibrate JSON")
-    reason.add_argument("--mode", choices=["streaming", "read-then-think"], default="streaming")
     reason.add_argument("--out", type=Path, help="write the events as JSON lines here")
-    sampling = reason.add_argument_group("sampling and caps")
-    sampling.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-    sampling.add_argument("--temperature", type=float, default=1.0)
-    sampling.add_argument("--top-p", type=float, default=1.0)
-    sampling.add_argument("--top-k", type=int, default=0)
-    sampling.add_argument("--seed", type=int, default=0)
-    sampling.add_argument("--max-unit-tokens", type=int, default=48)
-    sampling.add_argument("--max-deep-tokens", type=int, default=512)
-    sampling.add_argument("--max-answer-tokens", type=int, default=32)
-    sampling.add_argument("--max-total-tokens", type=int, default=4096)
+    _add_reasoner_args(reason, max_unit_tokens=48)
+
+    evaluate = sub.add_parser("eval", help="score the reasoner on a streamed-story dataset")
+    _add_model_args(evaluate)
+    evaluate.add_argument("--data", type=Path, required=True, help="dataset JSON lines (adasr-av synth)")
+    evaluate.add_argument("--limit", type=int, help="evaluate only the first N stories")
+    evaluate.add_argument("--out", type=Path, help="write the report and per-story results as JSON")
+    _add_reasoner_args(evaluate, max_unit_tokens=64)
 
     transcribe = sub.add_parser("transcribe", help="stream audio through Whisper into timed text chunks")
     transcribe.add_argument("source", help="a media file, mic, or an rtsp:// URL")
@@ -98,6 +110,29 @@ def _load(args):
     return load_reasoner_model(args.model or str(default_model()), adapter=args.adapter, device=args.device)
 
 
+def _clock(args):
+    from adasr_av.timing import CostModelClock, WallClock, load_cost_model
+
+    return WallClock() if args.clock == "wall" else CostModelClock(load_cost_model(args.cost))
+
+
+def _reasoner_options(args):
+    """ReasonerOptions from the flags of `_add_reasoner_args`; bad values are one-line errors."""
+    from adasr_av.reasoner.sampling import SamplingOptions, TokenSampler
+    from adasr_av.reasoner.session import ReasonerOptions
+
+    for name in ("max_unit_tokens", "max_deep_tokens", "max_answer_tokens", "max_total_tokens"):
+        if getattr(args, name) < 1:
+            raise AdasrError(f"--{name.replace('_', '-')} must be at least 1")
+    sampling = SamplingOptions(args.sample, args.temperature, args.top_p, args.top_k, args.seed)
+    try:
+        TokenSampler(sampling)  # checks temperature and top-p now, not after the model has loaded
+    except ValueError as err:
+        raise AdasrError(str(err)) from None
+    caps = (args.max_unit_tokens, args.max_deep_tokens, args.max_answer_tokens, args.max_total_tokens)
+    return ReasonerOptions(sampling, *caps)
+
+
 def _chunks(args):
     from adasr_av.media.text import read_chunks_jsonl, text_stream
 
@@ -113,28 +148,16 @@ def _chunks(args):
 
 
 def cmd_reason(args) -> None:
-    from adasr_av.reasoner.sampling import SamplingOptions
-    from adasr_av.reasoner.session import ReasonerOptions, make_reasoner, reason_over_stream
+    from adasr_av.reasoner.session import make_reasoner, reason_over_stream
     from adasr_av.sinks import EventWriter, print_event
-    from adasr_av.timing import CostModelClock, WallClock, load_cost_model
 
     sample_story = args.text is None and args.chunks is None
     question = args.question if args.question is not None else (SAMPLE_QUESTION if sample_story else "")
     reference = args.reference if args.reference is not None else (SAMPLE_ANSWER if sample_story else None)
     chunks = _chunks(args)
-    clock = WallClock() if args.clock == "wall" else CostModelClock(load_cost_model(args.cost))
-    for name in ("max_unit_tokens", "max_deep_tokens", "max_answer_tokens", "max_total_tokens"):
-        if getattr(args, name) < 1:
-            raise AdasrError(f"--{name.replace('_', '-')} must be at least 1")
+    clock = _clock(args)
+    options = _reasoner_options(args)
     try:
-        sampling = SamplingOptions(args.sample, args.temperature, args.top_p, args.top_k, args.seed)
-        options = ReasonerOptions(
-            sampling,
-            args.max_unit_tokens,
-            args.max_deep_tokens,
-            args.max_answer_tokens,
-            args.max_total_tokens,
-        )
         model, tokenizer = _load(args)
         reasoner = make_reasoner(model, tokenizer, args.mode, options=options, clock=clock)
     except ValueError as err:
@@ -152,6 +175,37 @@ def cmd_reason(args) -> None:
             writer.close()
     if writer:
         print(f"events written to {args.out}")
+
+
+def cmd_eval(args) -> None:
+    from dataclasses import asdict
+    from itertools import islice
+
+    from rich.console import Console
+
+    from adasr_av.data.dataset import read_dataset
+    from adasr_av.evaluation import evaluate, report_table, save_evaluation, summarise
+    from adasr_av.reasoner.loading import default_model
+
+    if args.limit is not None and args.limit < 1:
+        raise AdasrError("--limit must be at least 1")
+    clock = _clock(args)
+    options = _reasoner_options(args)
+    stories = list(islice(read_dataset(args.data), args.limit))  # a bad line fails before any work
+    if not stories:
+        raise AdasrError(f"dataset {args.data}: no stories")
+    args.model = args.model or str(default_model())
+    model, tokenizer = _load(args)
+    results = evaluate(model, tokenizer, stories, args.mode, options, clock, progress=sys.stderr.isatty())
+    name = args.model + (f" + {args.adapter}" if args.adapter else "")
+    settings = asdict(options) | {"limit": args.limit}
+    report = summarise(
+        results, model=name, data=str(args.data), mode=args.mode, clock=clock, options=settings
+    )
+    Console().print(report_table(report))
+    if args.out:
+        save_evaluation(args.out, report, results)
+        print(f"report written to {args.out}")
 
 
 def cmd_calibrate(args) -> None:
@@ -240,6 +294,7 @@ def cmd_synth(args) -> None:
 
 COMMANDS = {
     "reason": cmd_reason,
+    "eval": cmd_eval,
     "calibrate": cmd_calibrate,
     "transcribe": cmd_transcribe,
     "synth": cmd_synth,
