@@ -41,6 +41,21 @@ def _add_reasoner_args(p: argparse.ArgumentParser, max_unit_tokens: int) -> None
     sampling.add_argument("--max-total-tokens", type=int, default=4096)
 
 
+def _add_asr_args(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    """Source pacing and Whisper flags; `prefix` ("asr-") keeps Whisper's --model and --device apart
+    from the reasoner's."""
+    p.add_argument("--realtime", action="store_true", help="play a file at its real speed")
+    p.add_argument(
+        f"--{prefix}backend", choices=["faster-whisper", "openai-whisper"], default="faster-whisper"
+    )
+    p.add_argument(
+        f"--{prefix}model", help="Whisper model: folder, size name or .pt file (default: bundled tiny.en)"
+    )
+    p.add_argument(f"--{prefix}device", default="cpu", help="Whisper's device (default: cpu)")
+    p.add_argument("--step", type=float, default=1.0, help="seconds of new audio per Whisper step")
+    p.add_argument("--unaware", action="store_true", help="stream time stops while Whisper runs")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="adasr-av", description="Reason over audio and video while it streams."
@@ -69,20 +84,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     transcribe = sub.add_parser("transcribe", help="stream audio through Whisper into timed text chunks")
     transcribe.add_argument("source", help="a media file, mic, or an rtsp:// URL")
-    transcribe.add_argument("--realtime", action="store_true", help="play a file at its real speed")
-    transcribe.add_argument(
-        "--backend", choices=["faster-whisper", "openai-whisper"], default="faster-whisper"
-    )
-    transcribe.add_argument(
-        "--model", help="Whisper model: folder, size name or .pt file (default: bundled tiny.en)"
-    )
-    transcribe.add_argument("--device", default="cpu")
+    _add_asr_args(transcribe)
     transcribe.add_argument(
         "--format", choices=TRANSCRIPT_FORMATS, help="output format (default: from --out)"
     )
     transcribe.add_argument("--out", type=Path, help="write the transcript here")
-    transcribe.add_argument("--step", type=float, default=1.0, help="seconds of new audio per Whisper step")
-    transcribe.add_argument("--unaware", action="store_true", help="stream time stops while Whisper runs")
+
+    run = sub.add_parser("run", help="stream audio through Whisper into the reasoner: timeline and answer")
+    run.add_argument("source", help="a media file, mic, or an rtsp:// URL")
+    _add_model_args(run)
+    run.add_argument("--question", help="the question (default: the file's sidecar JSON's, else none)")
+    run.add_argument("--reference", help="reference answer (default: the file's sidecar JSON's)")
+    run.add_argument("--out", type=Path, help="write the events as JSON lines here")
+    _add_reasoner_args(run, max_unit_tokens=48)
+    _add_asr_args(run, prefix="asr-")
 
     calibrate = sub.add_parser("calibrate", help="measure prefill and decode seconds per token")
     _add_model_args(calibrate)
@@ -101,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--step", type=float, help="speech mode: seconds of new audio per Whisper step")
     synth.add_argument("--aware", action="store_true", help="speech mode: computation-aware ASR timing")
     synth.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     return parser
 
 
@@ -147,26 +163,26 @@ def _chunks(args):
     return chunks
 
 
-def cmd_reason(args) -> None:
-    from adasr_av.reasoner.session import make_reasoner, reason_over_stream
-    from adasr_av.sinks import EventWriter, print_event
+def _reasoner(args):
+    """The reasoner the flags of `_add_model_args` and `_add_reasoner_args` ask for."""
+    from adasr_av.reasoner.session import make_reasoner
 
-    sample_story = args.text is None and args.chunks is None
-    question = args.question if args.question is not None else (SAMPLE_QUESTION if sample_story else "")
-    reference = args.reference if args.reference is not None else (SAMPLE_ANSWER if sample_story else None)
-    chunks = _chunks(args)
     clock = _clock(args)
     options = _reasoner_options(args)
     try:
         model, tokenizer = _load(args)
-        reasoner = make_reasoner(model, tokenizer, args.mode, options=options, clock=clock)
+        return make_reasoner(model, tokenizer, args.mode, options=options, clock=clock)
     except ValueError as err:
         raise AdasrError(str(err)) from None
 
-    print(f"question: {question or '(none: the stream carries it)'}", flush=True)
-    writer = EventWriter(args.out) if args.out else None
+
+def _show_events(events, out: Path | None) -> None:
+    """Print the timeline as events happen; with --out also write them as JSON lines."""
+    from adasr_av.sinks import EventWriter, print_event
+
+    writer = EventWriter(out) if out else None
     try:
-        for event in reason_over_stream(reasoner, chunks, question, reference):
+        for event in events:
             print_event(event)
             if writer:
                 writer.write(event)
@@ -174,7 +190,36 @@ def cmd_reason(args) -> None:
         if writer:
             writer.close()
     if writer:
-        print(f"events written to {args.out}")
+        print(f"events written to {out}")
+
+
+def cmd_reason(args) -> None:
+    from adasr_av.reasoner.session import reason_over_stream
+
+    sample_story = args.text is None and args.chunks is None
+    question = args.question if args.question is not None else (SAMPLE_QUESTION if sample_story else "")
+    reference = args.reference if args.reference is not None else (SAMPLE_ANSWER if sample_story else None)
+    chunks = _chunks(args)
+    reasoner = _reasoner(args)
+    print(f"question: {question or '(none: the stream carries it)'}", flush=True)
+    _show_events(reason_over_stream(reasoner, chunks, question, reference), args.out)
+
+
+def cmd_run(args) -> None:
+    """Media -> streaming ASR -> reasoner, one chunk at a time; T is where the audio ended."""
+    from adasr_av.media.sidecar import read_sidecar
+    from adasr_av.reasoner.session import reason_over_stream
+
+    audio, chunks, stats = _transcription(args, prefix="asr_")
+    sidecar = read_sidecar(args.source)
+    question = args.question if args.question is not None else (sidecar.question if sidecar else "")
+    reference = args.reference if args.reference is not None else (sidecar.answer if sidecar else None)
+    reasoner = _reasoner(args)
+    print(f"question: {question or '(none: the stream carries it)'}", flush=True)
+    if args.reference is None and reference is not None:
+        print(f"reference answer from {sidecar.path}", flush=True)
+    _show_events(reason_over_stream(reasoner, chunks, question, reference, lambda: audio.t_end), args.out)
+    _print_asr_stats(stats)
 
 
 def cmd_eval(args) -> None:
@@ -227,9 +272,6 @@ def cmd_calibrate(args) -> None:
 
 
 def cmd_transcribe(args) -> None:
-    from adasr_av.encoders.streaming_asr import ASRStats, StreamingASROptions, transcribe_stream
-    from adasr_av.encoders.whisper_backends import load_backend
-    from adasr_av.media.sources import open_audio, until_interrupted
     from adasr_av.sinks import TranscriptWriter, format_chunk
 
     fmt = args.format or (args.out.suffix.lstrip(".") if args.out else "jsonl")
@@ -237,21 +279,36 @@ def cmd_transcribe(args) -> None:
         raise AdasrError(
             f"--out {args.out}: unknown format {fmt!r} (use --format {'|'.join(TRANSCRIPT_FORMATS)})"
         )
-    if args.step <= 0:
-        raise AdasrError("--step must be positive")
-    audio = open_audio(args.source, realtime=args.realtime)
-    backend = load_backend(args.backend, args.model, args.device)
-    options = StreamingASROptions(min_step_seconds=args.step, computation_aware=not args.unaware)
-    stats = ASRStats()
+    _, chunks, stats = _transcription(args)
     writer = TranscriptWriter(args.out, fmt) if args.out else None
     try:
-        for chunk in transcribe_stream(until_interrupted(audio), backend, options, stats):
+        for chunk in chunks:
             print(format_chunk(chunk), flush=True)
             if writer:
                 writer.write(chunk)
     finally:
         if writer:
             writer.close()
+    _print_asr_stats(stats)
+
+
+def _transcription(args, prefix: str = ""):
+    """(audio, text chunks, stats) from `_add_asr_args`' flags: the source opens now, so a bad one
+    fails before any model loads; `audio.t_end` is where the audio ended once it has."""
+    from adasr_av.encoders.streaming_asr import ASRStats, StreamingASROptions, transcribe_stream
+    from adasr_av.encoders.whisper_backends import load_backend
+    from adasr_av.media.sources import EndTracker, open_audio, until_interrupted
+
+    if args.step <= 0:
+        raise AdasrError("--step must be positive")
+    audio = EndTracker(until_interrupted(open_audio(args.source, realtime=args.realtime)))
+    backend = load_backend(*(getattr(args, prefix + name) for name in ("backend", "model", "device")))
+    options = StreamingASROptions(min_step_seconds=args.step, computation_aware=not args.unaware)
+    stats = ASRStats()
+    return audio, transcribe_stream(audio, backend, options, stats), stats
+
+
+def _print_asr_stats(stats) -> None:
     print(
         f"{stats.audio_s:.1f}s of audio in {stats.steps} Whisper steps: real-time factor "
         f"{stats.real_time_factor:.2f}, longest wait for text {stats.max_lag_s:.2f}s",
@@ -293,6 +350,7 @@ def cmd_synth(args) -> None:
 
 
 COMMANDS = {
+    "run": cmd_run,
     "reason": cmd_reason,
     "eval": cmd_eval,
     "calibrate": cmd_calibrate,

@@ -39,3 +39,17 @@ def until_interrupted(records: Iterable[AudioChunk]) -> Iterator[AudioChunk]:
         close = getattr(records, "close", None) or getattr(iterator, "close", None)
         if close:
             close()
+
+
+class EndTracker:
+    """Passes audio chunks through and remembers where the stream ended: the reasoner's T, which
+    for a live source is known only when it stops."""
+
+    def __init__(self, records: Iterable[AudioChunk]):
+        self.records = records
+        self.t_end: float | None = None  # end of the latest chunk; None before the first
+
+    def __iter__(self) -> Iterator[AudioChunk]:
+        for chunk in self.records:
+            self.t_end = chunk.t_end
+            yield chunk

@@ -9,7 +9,7 @@ front of the next prefill, so the cache always holds `sequence[:len(sequence) - 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -348,12 +348,16 @@ def reason_over_stream(
     chunks: Iterable[TextChunk],
     question: str = "",
     reference: str | None = None,
-    t_stream_end: float | None = None,
+    t_stream_end: float | Callable[[], float | None] | None = None,
 ) -> Iterator[Event]:
-    """Run a whole stream, yielding every event (chunks, units, deep, answer, summary) as it happens."""
+    """Run a whole stream, yielding every event (chunks, units, deep, answer, summary) as it happens.
+
+    `t_stream_end` may be a function, called once the chunks run out: a live source knows where it
+    ended only then.
+    """
     reasoner.start(question, reference)
     for chunk in chunks:
         n = len(reasoner.events)
         reasoner.feed(chunk)
         yield from reasoner.events[n:]
-    yield from reasoner.finish(t_stream_end)
+    yield from reasoner.finish(t_stream_end() if callable(t_stream_end) else t_stream_end)
