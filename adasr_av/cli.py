@@ -117,6 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--aware", action="store_true", help="speech mode: computation-aware ASR timing")
     synth.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    train = sub.add_parser("train", help="train a streaming reasoner (sft)")
+    stage = train.add_subparsers(dest="stage", required=True)
+    sft = stage.add_parser("sft", help="supervised warm-up on gold streaming sequences")
+    sft.add_argument("--config", type=Path, required=True, help="TOML config (see training/tiny/sft.toml)")
+    sft.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config key, e.g. --set train.max_steps=100 (repeatable)",
+    )  # fmt: skip
+    sft.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -316,6 +325,31 @@ def _print_asr_stats(stats) -> None:
     )
 
 
+def _overrides(pairs: list[str]) -> dict:
+    """--set KEY=VALUE pairs; values are read as TOML (numbers, booleans, "strings")."""
+    import tomllib
+
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise AdasrError(f"--set {pair}: expected KEY=VALUE")
+        try:
+            overrides[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            overrides[key.strip()] = value
+    return overrides
+
+
+def cmd_train(args) -> None:
+    from adasr_av.training.config import load_config
+    from adasr_av.training.sft import SFTConfig, train_sft
+
+    config = load_config(args.config, SFTConfig, _overrides(args.set))
+    final = train_sft(config, progress=not args.no_progress)
+    print(f"model written to {final}")
+
+
 def cmd_synth(args) -> None:
     from adasr_av.data.synth import SynthOptions, run_synth
 
@@ -350,6 +384,7 @@ def cmd_synth(args) -> None:
 
 
 COMMANDS = {
+    "train": cmd_train,
     "run": cmd_run,
     "reason": cmd_reason,
     "eval": cmd_eval,

@@ -125,6 +125,8 @@ class _Simulation:
         holder = rng.choice(list(state))
         s = state[holder]
         if kind == "add":
+            if s == MAX_VALUE:
+                return self.op("remove")
             n = rng.randint(1, min(MAX_AMOUNT, MAX_VALUE - s))
             state[holder] = s + n
             self._add(kind, f"{_key(holder)} = {s} + {n} = {s + n}", holder, n=n)

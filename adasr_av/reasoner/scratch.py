@@ -8,6 +8,7 @@ CLI uses until a trained bundled model ships.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -29,13 +30,19 @@ SAMPLE_CORPUS = [
 ]
 
 
-def train_tokenizer(texts: list[str] = SAMPLE_CORPUS, vocab_size: int = 384):
-    """A byte-level BPE tokenizer trained on `texts`, with EOS, padding and the protocol tokens."""
+def train_tokenizer(texts: Iterable[str] = SAMPLE_CORPUS, vocab_size: int = 384):
+    """A byte-level BPE tokenizer trained on `texts`, with EOS, padding and the protocol tokens.
+
+    Digits are split one by one before BPE, so every number is spelled digit by digit: that is what
+    makes arithmetic learnable for a small model (no "1866" token to memorise).
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     core = Tokenizer(models.BPE())
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
     core.decoder = decoders.ByteLevel()
     special = [EOS_TOKEN, PAD_TOKEN, *PROTOCOL_TOKENS]
     trainer = trainers.BpeTrainer(
@@ -54,12 +61,18 @@ def train_tokenizer(texts: list[str] = SAMPLE_CORPUS, vocab_size: int = 384):
 
 
 def model_config(
-    arch: Architecture, vocab_size: int, hidden: int = 64, layers: int = 2, max_positions: int = 8192
+    arch: Architecture,
+    vocab_size: int,
+    hidden: int = 64,
+    layers: int = 2,
+    max_positions: int = 8192,
+    head_dim: int = 16,
 ):
-    """A small config of the given architecture; heads of 16 dimensions."""
+    """A small config of the given architecture: heads of `head_dim`, two query heads per KV head
+    (Qwen3), an MLP three times as wide as the residual stream."""
     from transformers import GPT2Config, Qwen3Config
 
-    heads = max(1, hidden // 16)
+    heads = max(1, hidden // head_dim)
     if arch == "qwen3":
         return Qwen3Config(
             vocab_size=vocab_size,
@@ -68,7 +81,7 @@ def model_config(
             num_hidden_layers=layers,
             num_attention_heads=heads,
             num_key_value_heads=max(1, heads // 2),
-            head_dim=16,
+            head_dim=head_dim,
             max_position_embeddings=max_positions,
             tie_word_embeddings=True,
         )

@@ -1,0 +1,1 @@
+"""Training: configs, supervised warm-up (SFT) and the sequences both train on."""

@@ -1,0 +1,90 @@
+"""Training configs: TOML files read into nested dataclasses, checked key by key.
+
+A typo in a config should stop a run before it starts, naming the key, not silently train with a
+default: unknown keys and wrong types are errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+from adasr_av.errors import AdasrError
+
+T = TypeVar("T")
+
+
+def load_config(path: str | Path, cls: type[T], overrides: dict[str, Any] | None = None) -> T:
+    """Read `path` into `cls`; `overrides` ("section.key": value) win over the file."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise AdasrError(f"config {path}: {err.strerror.lower()}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise AdasrError(f"config {path}: not valid TOML ({err})") from None
+    for dotted, value in (overrides or {}).items():
+        *sections, key = dotted.split(".")
+        table = data
+        for section in sections:
+            table = table.setdefault(section, {})
+        table[key] = value
+    return from_dict(cls, data, f"config {path}")
+
+
+def from_dict(cls: type[T], data: dict, where: str, prefix: str = "") -> T:
+    if not isinstance(data, dict):
+        raise AdasrError(f"{where}: '{prefix.rstrip('.')}' must be a table")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for key in data:
+        if key not in fields:
+            known = ", ".join(fields)
+            raise AdasrError(f"{where}: unknown key '{prefix}{key}' (known: {known})")
+    values = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = from_dict(hint, value, where, f"{prefix}{name}.")
+        else:
+            values[name] = _checked(value, hint, where, f"{prefix}{name}")
+    return cls(**values)
+
+
+def _checked(value: Any, hint: Any, where: str, key: str) -> Any:
+    """`value` if it fits the type hint (ints pass for floats); an error naming the key if not."""
+    options = typing.get_args(hint) if _is_union(hint) else (hint,)
+    for option in options:
+        if option is type(None) and value is None:
+            return value
+        if option is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if option in (str, bool) and type(value) is option:
+            return value
+        origin = typing.get_origin(option)
+        if origin is typing.Literal and value in typing.get_args(option):
+            return value
+        if origin in (list, tuple) and isinstance(value, list):
+            (item,) = typing.get_args(option)[:1]
+            return type(value)(_checked(v, item, where, key) for v in value)
+    raise AdasrError(f"{where}: key '{key}' must be {_describe(hint)}, got {value!r}")
+
+
+def _describe(hint: Any) -> str:
+    if typing.get_origin(hint) is typing.Literal:
+        return " or ".join(repr(v) for v in typing.get_args(hint))
+    if _is_union(hint):
+        return " or ".join(_describe(h) for h in typing.get_args(hint))
+    return {float: "a number", int: "an integer", str: "a string", bool: "true or false"}.get(
+        hint, getattr(hint, "__name__", str(hint))
+    )
+
+
+def _is_union(hint: Any) -> bool:
+    return isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union

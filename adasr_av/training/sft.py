@@ -1,0 +1,306 @@
+"""Supervised warm-up on interleaved streaming sequences, for any Hugging Face causal LM.
+
+Full fine-tuning or LoRA (peft), through accelerate (one CPU, one GPU or many). The batch order is
+a pure function of (seed, epoch), and checkpoints hold model, optimizer, scheduler and RNG state,
+so a run that is killed and started again continues where its last checkpoint left it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from adasr_av.data.dataset import StreamedStory, read_dataset
+from adasr_av.data.teacher import Style, gold_spans
+from adasr_av.errors import AdasrError
+from adasr_av.training.sequences import Example, encode_story, iterate_batches, merge_chunks
+
+
+@dataclass
+class ModelConfig:
+    init: str = "scratch"  # "scratch", or a model folder or hub id to fine-tune
+    arch: Literal["qwen3", "gpt2"] = "qwen3"  # scratch only, like the four below
+    hidden: int = 256
+    layers: int = 6
+    head_dim: int = 32
+    max_positions: int = 1024
+    vocab_size: int = 1024  # BPE vocabulary trained on the corpus
+    tokenizer_stories: int = 5000  # stories the tokenizer is trained on
+    lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+@dataclass
+class DataConfig:
+    train: str = ""
+    valid: str | None = None
+    mode: Literal["streaming", "read-then-think"] = "streaming"
+    adaptive_fraction: float = 0.0  # share of stories taught in the adaptive style (skips, short deep)
+    merge_prob: float = 0.0  # chance to join neighbouring chunks, as streaming ASR does
+    max_stories: int = 0  # 0: all
+    valid_stories: int = 200
+
+
+@dataclass
+class TrainConfig:
+    output: str = ""
+    seed: int = 0
+    batch_size: int = 16
+    grad_accum: int = 1
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 50
+    weight_decay: float = 0.1
+    max_grad_norm: float = 1.0
+    epochs: int = 1
+    max_steps: int = 0  # 0: as many as the epochs give
+    save_every: int = 200
+    log_every: int = 10
+    eval_every: int = 0  # 0: only at the end
+    max_minutes: float = 0.0  # 0: no time limit; else stop, checkpoint and save when reached
+
+
+@dataclass
+class SFTConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def story_style(seed: int, index: int, adaptive_fraction: float) -> Style:
+    return "adaptive" if random.Random(f"style:{seed}:{index}").random() < adaptive_fraction else "uniform"
+
+
+def load_stories(path: str, limit: int = 0) -> list[StreamedStory]:
+    stories = []
+    for story in read_dataset(path, need_gold=True):
+        stories.append(story)
+        if limit and len(stories) >= limit:
+            break
+    if not stories:
+        raise AdasrError(f"dataset {path}: no stories")
+    return stories
+
+
+def build_examples(tokenizer, stories: list[StreamedStory], data: DataConfig, seed: int) -> list[Example]:
+    examples = []
+    for i, story in enumerate(stories):
+        style = story_style(seed, i, data.adaptive_fraction)
+        story = merge_chunks(story, random.Random(f"merge:{seed}:{i}"), data.merge_prob)
+        examples.append(encode_story(tokenizer, story, style, data.mode))
+    return examples
+
+
+def _scratch_model(config: SFTConfig, stories: list[StreamedStory], folder: Path):
+    """Tokenizer trained on the corpus and a fresh model, saved once so a resumed run reuses them."""
+    from adasr_av.reasoner.loading import load_reasoner_model
+    from adasr_av.reasoner.scratch import build_model, train_tokenizer
+
+    if not (folder / "config.json").is_file():
+        m, d = config.model, config.data
+        sample = stories[: m.tokenizer_stories]
+        texts = ["".join(text for _, text in gold_spans(s, "uniform", d.mode)) for s in sample]
+        texts += ["".join(text for _, text in gold_spans(s, "adaptive", d.mode)) for s in sample[:200]]
+        tokenizer = train_tokenizer(texts, m.vocab_size)
+        model = build_model(
+            tokenizer, m.arch, config.train.seed, hidden=m.hidden, layers=m.layers,
+            head_dim=m.head_dim, max_positions=m.max_positions,
+        )  # fmt: skip
+        tmp = folder.with_name(folder.name + ".partial")
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        tmp.replace(folder)
+    return load_reasoner_model(str(folder), dtype=torch.float32)
+
+
+def _load_model(config: SFTConfig, stories: list[StreamedStory], output: Path):
+    from adasr_av.reasoner.loading import load_reasoner_model
+
+    m = config.model
+    if m.init == "scratch":
+        model, tokenizer = _scratch_model(config, stories, output / "init")
+    else:
+        model, tokenizer = load_reasoner_model(m.init)
+    if m.lora:
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(
+            r=m.lora_r, lora_alpha=m.lora_alpha, lora_dropout=m.lora_dropout,
+            target_modules=m.lora_targets, task_type="CAUSAL_LM",
+        )  # fmt: skip
+        model = get_peft_model(model, lora)
+    return model.train(), tokenizer
+
+
+def latest_checkpoint(output: Path) -> Path | None:
+    done = [p for p in (output / "checkpoints").glob("step-*") if (p / "trainer_state.json").is_file()]
+    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def train_sft(config: SFTConfig, progress: bool = True) -> Path:
+    """Train; returns the folder of the final model (tokenizer included)."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+    from transformers import get_cosine_with_min_lr_schedule_with_warmup
+
+    t, d = config.train, config.data
+    if not t.output:
+        raise AdasrError("config: key 'train.output' is required")
+    if not d.train:
+        raise AdasrError("config: key 'data.train' is required")
+    output = Path(t.output)
+    final = output / "final"
+    if (final / "config.json").is_file():
+        print(f"adasr-av: {final} is already trained (delete it to train again)")
+        return final
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "config.json").write_text(json.dumps(asdict(config), indent=2))
+
+    accelerator = Accelerator(gradient_accumulation_steps=t.grad_accum)
+    set_seed(t.seed)
+    stories = load_stories(d.train, d.max_stories)
+    model, tokenizer = _load_model(config, stories, output)
+    examples = build_examples(tokenizer, stories, d, t.seed)
+    valid = build_examples(tokenizer, load_stories(d.valid, d.valid_stories), d, t.seed + 1) if d.valid else []
+    too_long = max(len(e) for e in examples)
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit and too_long > limit:
+        raise AdasrError(f"dataset {d.train}: a sequence has {too_long} tokens, the model takes {limit}")
+
+    batches_per_epoch = math.ceil(len(examples) / t.batch_size)
+    steps_per_epoch = batches_per_epoch // (t.grad_accum * accelerator.num_processes)
+    total_steps = t.max_steps or steps_per_epoch * t.epochs
+    epochs = math.ceil(total_steps / max(steps_per_epoch, 1))
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=t.lr, betas=(0.9, 0.95),
+    )  # fmt: skip
+    scheduler = get_cosine_with_min_lr_schedule_with_warmup(
+        optimizer, t.warmup_steps, total_steps, min_lr_rate=t.min_lr_ratio
+    )
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+
+    step = 0
+    checkpoint = latest_checkpoint(output)
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        step = json.loads((checkpoint / "trainer_state.json").read_text())["step"]
+        accelerator.print(f"adasr-av: resuming from {checkpoint} (step {step} of {total_steps})")
+
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    batches = iterate_batches(examples, t.batch_size, t.seed, epochs, pad)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    skip = step * t.grad_accum * world  # batches the steps done so far consumed
+    log_path = output / "log.jsonl"
+    bar = tqdm(total=total_steps, initial=step, desc="sft", disable=not progress, unit="step")
+    started, tokens, losses = time.time(), 0, []
+    for index, batch in enumerate(batches):
+        if step >= total_steps:
+            break
+        if index < skip or index % world != rank:
+            continue
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        with accelerator.accumulate(model):
+            loss = model(**batch).loss
+            accelerator.backward(loss)
+            if accelerator.sync_gradients:
+                accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+        tokens += int(batch["attention_mask"].sum())
+        losses.append(loss.item())
+        if not accelerator.sync_gradients:
+            continue
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        elapsed = time.time() - started
+        out_of_time = t.max_minutes and elapsed > t.max_minutes * 60
+        record = {}
+        if step % t.log_every == 0 or step == total_steps or out_of_time:
+            record = {
+                "step": step,
+                "loss": round(sum(losses) / len(losses), 4),
+                "lr": scheduler.get_last_lr()[0],
+                "tokens_per_s": round(tokens / elapsed, 1),
+                "elapsed_s": round(elapsed, 1),
+            }
+            losses = []
+        if valid and t.eval_every and step % t.eval_every == 0:
+            record = record or {"step": step}
+            record["valid_loss"] = round(validation_loss(model, valid, t.batch_size, pad, accelerator), 4)
+        if record and accelerator.is_main_process:
+            with log_path.open("a") as log:
+                log.write(json.dumps(record) + "\n")
+        if step % t.save_every == 0 or out_of_time:
+            _save_checkpoint(accelerator, output, step)
+        if out_of_time:
+            accelerator.print(f"adasr-av: time limit of {t.max_minutes} min reached at step {step}")
+            break
+    bar.close()
+    if valid and accelerator.is_main_process:
+        v = validation_loss(model, valid, t.batch_size, pad, accelerator)
+        with log_path.open("a") as log:
+            log.write(json.dumps({"step": step, "valid_loss": round(v, 4)}) + "\n")
+    return _save_final(accelerator, model, tokenizer, output)
+
+
+@torch.no_grad()
+def validation_loss(model, examples: list[Example], batch_size: int, pad: int, accelerator) -> float:
+    """Mean loss per model-written token."""
+    from adasr_av.training.sequences import IGNORE, collate
+
+    model.eval()
+    total, count = 0.0, 0
+    for start in range(0, len(examples), batch_size):
+        batch = collate(examples[start : start + batch_size], pad)
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        n = int((batch["labels"][:, 1:] != IGNORE).sum())
+        total += model(**batch).loss.item() * n
+        count += n
+    model.train()
+    return total / max(count, 1)
+
+
+def _save_checkpoint(accelerator, output: Path, step: int) -> None:
+    folder = output / "checkpoints" / f"step-{step}"
+    accelerator.save_state(str(folder))
+    if accelerator.is_main_process:
+        (folder / "trainer_state.json").write_text(json.dumps({"step": step}))
+        for old in (output / "checkpoints").glob("step-*"):
+            if old != folder and int(old.name.split("-")[1]) < step:
+                shutil.rmtree(old, ignore_errors=True)
+
+
+def _save_final(accelerator, model, tokenizer, output: Path) -> Path:
+    final = output / "final"
+    accelerator.wait_for_everyone()
+    model = accelerator.unwrap_model(model)
+    if accelerator.is_main_process:
+        tmp = output / "final.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        if hasattr(model, "merge_and_unload"):  # LoRA: keep the adapter, ship the merged model
+            model.save_pretrained(output / "adapter")
+            model = model.merge_and_unload()
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        tmp.replace(final)
+    return final
+

@@ -1,0 +1,239 @@
+"""Configs, gold sequences with their loss mask, batch order, and the SFT trainer (resume included)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from adasr_av.cli import main
+from adasr_av.data.dataset import parse_record
+from adasr_av.data.stories import generate_story
+from adasr_av.data.streamed import text_record
+from adasr_av.data.teacher import gold_spans
+from adasr_av.errors import AdasrError
+from adasr_av.reasoner.scratch import train_tokenizer
+from adasr_av.training.config import load_config
+from adasr_av.training.sequences import IGNORE, batch_order, collate, encode_story, merge_chunks
+from adasr_av.training.sft import SFTConfig, story_style
+
+
+def _story(i: int, split: str = "train"):
+    return parse_record(text_record(generate_story(1, split, i)), f"story {i}", need_gold=True)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    texts = ["".join(t for _, t in gold_spans(_story(i), "uniform")) for i in range(200)]
+    return train_tokenizer(texts, 512)
+
+
+# --- config ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Inner:
+    rate: float = 0.1
+    name: str = "x"
+    mode: str | None = None
+    items: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Outer:
+    inner: _Inner = field(default_factory=_Inner)
+    steps: int = 1
+
+
+def test_config_reads_nested_tables_and_overrides(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('steps = 3\n[inner]\nrate = 1\nitems = ["a", "b"]\n')
+    config = load_config(path, _Outer, {"inner.name": "y"})
+    assert config == _Outer(_Inner(1.0, "y", None, ["a", "b"]), 3)
+    assert isinstance(config.inner.rate, float)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("stepz = 3\n", "unknown key 'stepz'"),
+        ("[inner]\nrat = 1\n", "unknown key 'inner.rat'"),
+        ('steps = "3"\n', "key 'steps' must be an integer"),
+        ("steps = 2.5\n", "key 'steps' must be an integer"),
+        ("[inner]\nrate = true\n", "key 'inner.rate' must be a number"),
+        ("[inner]\nitems = [1]\n", "key 'inner.items' must be"),
+        ("inner = 3\n", "'inner' must be a table"),
+        ("steps = \n", "not valid TOML"),
+    ],
+)
+def test_config_errors_name_the_key(tmp_path, text, message):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(AdasrError, match=message) as err:
+        load_config(path, _Outer)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_shipped_configs_load():
+    for name in ("sft.toml", "rtt.toml"):
+        config = load_config(f"training/tiny/{name}", SFTConfig)
+        assert config.train.output and config.data.train
+
+
+# --- sequences ---------------------------------------------------------------------------------------
+
+
+def test_loss_mask_covers_exactly_the_model_spans(tokenizer):
+    story = _story(0)
+    for style in ("uniform", "adaptive"):
+        example = encode_story(tokenizer, story, style)
+        assert len(example.input_ids) == len(example.labels)
+        taught = [t for t, label in zip(example.input_ids, example.labels, strict=True) if label != IGNORE]
+        model_text = "".join(t for role, t in gold_spans(story, style) if role == "model")
+        assert tokenizer.decode(taught) == model_text
+        assert tokenizer.decode(example.input_ids) == "".join(t for _, t in gold_spans(story, style))
+
+
+def test_merge_chunks_joins_text_and_gold():
+    story = _story(3)
+    merged = merge_chunks(story, random.Random(0), 1.0)
+    assert len(merged.chunks) == 1
+    assert merged.chunks[0].text == " ".join(c.text for c in story.chunks)
+    assert merged.thoughts[0] == ". ".join(t for t in story.thoughts if t)
+    assert merged.informative == (True,)
+    assert merge_chunks(story, random.Random(0), 0.0) is story
+
+
+def test_batch_order_is_a_deterministic_permutation():
+    lengths = [random.Random(i).randint(10, 500) for i in range(1000)]
+    order = batch_order(lengths, 16, seed=0, epoch=0)
+    flat = [i for batch in order for i in batch]
+    assert sorted(flat) == list(range(1000))
+    assert order == batch_order(lengths, 16, seed=0, epoch=0)
+    assert order != batch_order(lengths, 16, seed=0, epoch=1)
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in order) / len(order)
+    assert spread < 50  # length-sorted windows keep padding small
+
+
+def test_collate_pads_and_masks(tokenizer):
+    examples = [encode_story(tokenizer, _story(i), "uniform") for i in range(3)]
+    batch = collate(examples, pad_id=tokenizer.pad_token_id)
+    width = max(len(e) for e in examples)
+    assert batch["input_ids"].shape == (3, width)
+    for row, e in enumerate(examples):
+        assert batch["attention_mask"][row].sum() == len(e)
+        assert (batch["labels"][row, len(e) :] == IGNORE).all()
+
+
+def test_style_mix_follows_the_fraction():
+    styles = [story_style(0, i, 0.3) for i in range(2000)]
+    assert 0.25 < styles.count("adaptive") / 2000 < 0.35
+    assert styles == [story_style(0, i, 0.3) for i in range(2000)]
+
+
+# --- trainer -----------------------------------------------------------------------------------------
+
+
+def _write_data(folder, n: int, split: str = "train"):
+    path = folder / f"{split}.jsonl"
+    path.write_text("".join(json.dumps(text_record(generate_story(0, split, i))) + "\n" for i in range(n)))
+    return path
+
+
+def _config(tmp_path, output, steps: int, **train) -> str:
+    extra = "".join(f"{k} = {v}\n" for k, v in train.items())
+    path = tmp_path / f"{output}.toml"
+    path.write_text(
+        "[model]\nhidden = 32\nlayers = 1\nhead_dim = 16\nvocab_size = 400\ntokenizer_stories = 100\n"
+        f'[data]\ntrain = "{tmp_path / "train.jsonl"}"\nvalid = "{tmp_path / "valid.jsonl"}"\n'
+        "valid_stories = 8\nadaptive_fraction = 0.5\nmerge_prob = 0.2\n"
+        f'[train]\noutput = "{tmp_path / output}"\nmax_steps = {steps}\nbatch_size = 4\nlr = 3e-3\n'
+        f"warmup_steps = 2\nlog_every = 1\nsave_every = 2\n{extra}"
+    )
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sft")
+    _write_data(folder, 64)
+    _write_data(folder, 8, "valid")
+    return folder
+
+
+def test_sft_trains_logs_and_saves_a_loadable_model(data_dir):
+    from adasr_av.reasoner.loading import load_reasoner_model
+
+    config = _config(data_dir, "run", 12)
+    assert main(["train", "sft", "--config", config, "--no-progress"]) == 0
+    out = data_dir / "run"
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert len(losses) == 12 and losses[-1] < losses[0] - 1.0
+    assert "valid_loss" in log[-1]
+    model, tokenizer = load_reasoner_model(str(out / "final"))
+    assert model.config.num_hidden_layers == 1 and "<|skip|>" in tokenizer.get_vocab()
+
+
+def test_sft_killed_and_resumed_matches_an_uninterrupted_run(data_dir):
+    """A real SIGKILL mid-run, then a rerun: same final weights as a run never stopped."""
+    straight = _config(data_dir, "straight", 10)
+    assert main(["train", "sft", "--config", straight, "--no-progress"]) == 0
+    killed = _config(data_dir, "killed", 10)
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "adasr_av.cli", "train", "sft", "--config", killed, "--no-progress"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = data_dir / "killed" / "checkpoints" / "step-4" / "trainer_state.json"
+    deadline = time.time() + 120
+    while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert checkpoint.exists() and not (data_dir / "killed" / "final").exists()
+    assert main(["train", "sft", "--config", killed, "--no-progress"]) == 0
+    a = load_file(data_dir / "straight" / "final" / "model.safetensors")
+    b = load_file(data_dir / "killed" / "final" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+
+
+def test_sft_lora_on_an_existing_model(data_dir):
+    base = data_dir / "run" / "final"
+    if not (base / "config.json").exists():
+        main(["train", "sft", "--config", _config(data_dir, "run", 12), "--no-progress"])
+    config = _config(data_dir, "lora", 3)
+    args = ["--set", f'model.init="{base}"', "--set", "model.lora=true", "--set", "model.lora_r=4"]
+    assert main(["train", "sft", "--config", config, "--no-progress", *args]) == 0
+    assert (data_dir / "lora" / "adapter" / "adapter_config.json").is_file()
+    assert (data_dir / "lora" / "final" / "config.json").is_file()
+
+
+def test_sft_bad_dataset_line_names_file_and_line(tmp_path, capsys):
+    _write_data(tmp_path, 3)
+    path = tmp_path / "train.jsonl"
+    lines = path.read_text().splitlines()
+    record = json.loads(lines[1])
+    del record["chunks"][0]["thought"]
+    lines[1] = json.dumps(record)
+    path.write_text("\n".join(lines) + "\n")
+    _write_data(tmp_path, 2, "valid")
+    assert main(["train", "sft", "--config", _config(tmp_path, "bad", 2)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"{path}, line 2, chunk 0: missing field 'thought'" in err
+
+
+def test_sft_unknown_config_key(tmp_path, capsys):
+    path = tmp_path / "c.toml"
+    path.write_text("[train]\nlearning_rate = 1\n")
+    assert main(["train", "sft", "--config", str(path)]) == 1
+    assert "unknown key 'train.learning_rate'" in capsys.readouterr().err
