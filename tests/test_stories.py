@@ -95,7 +95,9 @@ def test_operations_numbers_and_distractors_all_occur(stories):
     assert re.search(r"\b\d+\b", texts) and any(num2words(n) in texts for n in range(21, 100))
     distractors = [x for s in stories for x in s.sentences if x.role == "distractor"]
     assert len(distractors) > N / 2 and all(x.thought == "" for x in distractors)
-    assert any(re.search(r"\d|\bone|two|three|four|five|six|seven|eight|nine|ten\b", x.text) for x in distractors)
+    assert any(
+        re.search(r"\d|\bone|two|three|four|five|six|seven|eight|nine|ten\b", x.text) for x in distractors
+    )
 
 
 def test_amounts_said_in_a_sentence_are_in_its_thought(stories):

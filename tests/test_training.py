@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import torch
@@ -84,8 +85,10 @@ def test_config_errors_name_the_key(tmp_path, text, message):
 
 
 def test_shipped_configs_load():
-    for name in ("sft.toml", "rtt.toml"):
-        config = load_config(f"training/tiny/{name}", SFTConfig)
+    paths = sorted(Path("training").glob("*/*.toml"))
+    assert {"sft.toml", "rtt.toml", "sft-lora.toml"} <= {p.name for p in paths}
+    for path in paths:
+        config = load_config(path, SFTConfig)
         assert config.train.output and config.data.train
 
 

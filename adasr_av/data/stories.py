@@ -147,7 +147,9 @@ class _Simulation:
             s, t = state[holder], state[other]
             n = rng.randint(1, min(MAX_AMOUNT, s, MAX_VALUE - t))
             state[holder], state[other] = s - n, t + n
-            thought = _update((holder, other), (f"{s} - {n} = {s - n}", f"{t} + {n} = {t + n}"), (s - n, t + n))
+            thought = _update(
+                (holder, other), (f"{s} - {n} = {s - n}", f"{t} + {n} = {t + n}"), (s - n, t + n)
+            )
             self._add(kind, thought, holder, other, n=n)
         elif kind in ("pack", "rate"):
             k = rng.randint(2, MAX_COUNT)

@@ -47,7 +47,9 @@ def merge_chunks(story: StreamedStory, rng: random.Random, p: float) -> Streamed
     for chunk, info, thought in zip(story.chunks[1:], story.informative[1:], story.thoughts[1:], strict=True):
         if rng.random() < p:
             last = chunks[-1]
-            chunks[-1] = TextChunk(f"{last.text} {chunk.text}", last.t_start, chunk.t_end, chunk.t_emit, last.source)
+            chunks[-1] = TextChunk(
+                f"{last.text} {chunk.text}", last.t_start, chunk.t_end, chunk.t_emit, last.source
+            )
             thoughts[-1] = ". ".join(t for t in (thoughts[-1], thought) if t)
             informative[-1] = informative[-1] or info
         else:

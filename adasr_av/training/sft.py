@@ -21,6 +21,7 @@ import torch
 from adasr_av.data.dataset import StreamedStory, read_dataset
 from adasr_av.data.teacher import Style, gold_spans
 from adasr_av.errors import AdasrError
+from adasr_av.reasoner.protocol import PROTOCOL_TOKENS
 from adasr_av.training.sequences import Example, encode_story, iterate_batches, merge_chunks
 
 
@@ -39,6 +40,7 @@ class ModelConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.0
     lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    lora_train_protocol_tokens: bool = True  # train the protocol tokens' embeddings beside the adapters
 
 
 @dataclass
@@ -135,9 +137,13 @@ def _load_model(config: SFTConfig, stories: list[StreamedStory], output: Path):
     if m.lora:
         from peft import LoraConfig, get_peft_model
 
+        # A base model that never saw the protocol tokens has untrained rows for them: train those
+        # rows too (peft's trainable tokens), not the whole embedding matrix.
+        protocol = tokenizer.convert_tokens_to_ids(list(PROTOCOL_TOKENS))
         lora = LoraConfig(
             r=m.lora_r, lora_alpha=m.lora_alpha, lora_dropout=m.lora_dropout,
             target_modules=m.lora_targets, task_type="CAUSAL_LM",
+            trainable_token_indices=protocol if m.lora_train_protocol_tokens else None,
         )  # fmt: skip
         model = get_peft_model(model, lora)
     return model.train(), tokenizer
@@ -173,7 +179,9 @@ def train_sft(config: SFTConfig, progress: bool = True) -> Path:
     stories = load_stories(d.train, d.max_stories)
     model, tokenizer = _load_model(config, stories, output)
     examples = build_examples(tokenizer, stories, d, t.seed)
-    valid = build_examples(tokenizer, load_stories(d.valid, d.valid_stories), d, t.seed + 1) if d.valid else []
+    valid = (
+        build_examples(tokenizer, load_stories(d.valid, d.valid_stories), d, t.seed + 1) if d.valid else []
+    )
     too_long = max(len(e) for e in examples)
     limit = getattr(model.config, "max_position_embeddings", None)
     if limit and too_long > limit:
@@ -303,4 +311,3 @@ def _save_final(accelerator, model, tokenizer, output: Path) -> Path:
         tokenizer.save_pretrained(tmp)
         tmp.replace(final)
     return final
-

@@ -1,0 +1,97 @@
+"""Rewards: plain functions `fn(rollouts, records) -> list[float]`, one value per rollout, like TRL's
+reward functions, so a user can add their own. `records` are the dataset records (with `answer`).
+
+The time rewards are in stream seconds. They are gated on correctness so that a fast wrong rollout
+never outranks a correct one: a correct rollout's time reward lies in (-1, 0], shrinking with its
+cost `c` as `-c / (1 + c)`; a wrong rollout's is -1, the floor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from adasr_av.reasoner.answer import answers_match
+
+RewardFn = Callable[[Sequence["ScoredRollout"], Sequence[dict]], list[float]]
+
+
+@dataclass(frozen=True)
+class ScoredRollout:
+    """What rewards read of one rollout."""
+
+    answer: str | None
+    violations: tuple[str, ...]  # protocol violations of the whole sequence
+    stream_valid: bool  # every unit closed by the model itself with <|think_end|> or <|skip|>
+    deep_valid: bool  # the deep span and the answer closed by the model, the answer boxed
+    overflow_s: float  # streaming work that delayed the next chunk, stream seconds
+    answer_latency_s: float
+    unit_overflow_s: dict[int, float] = field(default_factory=dict)  # per chunk index
+
+
+def format_reward(rollouts: Sequence[ScoredRollout], records: Sequence[dict]) -> list[float]:
+    """1 for a sequence that follows the protocol and needed no runtime closing, else 0."""
+    return [float(not r.violations and r.stream_valid and r.deep_valid) for r in rollouts]
+
+
+def accuracy_reward(rollouts: Sequence[ScoredRollout], records: Sequence[dict]) -> list[float]:
+    return [
+        float(answers_match(r.answer, str(rec["answer"]))) for r, rec in zip(rollouts, records, strict=True)
+    ]
+
+
+def _gated(cost: float, correct: bool) -> float:
+    return -cost / (1.0 + cost) if correct else -1.0
+
+
+def adaptive_time_reward(alpha: float = 1.0, beta: float = 1.0, tau: float = 5.0) -> RewardFn:
+    """`-c / (1 + c)` with `c = (alpha * overflow + beta * answer latency) / tau` for a correct
+    rollout, -1 for a wrong one."""
+
+    def time_reward(rollouts: Sequence[ScoredRollout], records: Sequence[dict]) -> list[float]:
+        correct = accuracy_reward(rollouts, records)
+        costs = [(alpha * r.overflow_s + beta * r.answer_latency_s) / tau for r in rollouts]
+        return [_gated(c, bool(ok)) for c, ok in zip(costs, correct, strict=True)]
+
+    time_reward.__name__ = "adaptive_time_reward"
+    return time_reward
+
+
+def stream_reward(alpha: float = 1.0, tau: float = 5.0) -> RewardFn:
+    """What the streaming phase controls: its own format, the overflow it caused, and credit for a
+    correct answer (the states it kept are what the answer is computed from)."""
+
+    def reward(rollouts: Sequence[ScoredRollout], records: Sequence[dict]) -> list[float]:
+        correct = accuracy_reward(rollouts, records)
+        return [
+            float(r.stream_valid) + ok + _gated(alpha * r.overflow_s / tau, bool(ok))
+            for r, ok in zip(rollouts, correct, strict=True)
+        ]
+
+    return reward
+
+
+def deep_reward(beta: float = 1.0, tau: float = 5.0) -> RewardFn:
+    """What the deep phase controls: the answer, its own format, and the answer latency."""
+
+    def reward(rollouts: Sequence[ScoredRollout], records: Sequence[dict]) -> list[float]:
+        correct = accuracy_reward(rollouts, records)
+        return [
+            float(r.deep_valid) + ok + _gated(beta * r.answer_latency_s / tau, bool(ok))
+            for r, ok in zip(rollouts, correct, strict=True)
+        ]
+
+    return reward
+
+
+def unit_rewards(
+    rollouts: Sequence[ScoredRollout], alpha: float = 1.0, tau: float = 5.0
+) -> list[dict[int, float]]:
+    """Per-unit streaming reward for the per-unit granularity: minus the overflow each unit caused."""
+    return [{u: -alpha * o / tau for u, o in r.unit_overflow_s.items()} for r in rollouts]
+
+
+def total(fns: Sequence[RewardFn], rollouts: Sequence[ScoredRollout], records: Sequence[dict]) -> list[float]:
+    """The global reward: the sum of the reward functions."""
+    columns = [fn(rollouts, records) for fn in fns]
+    return [sum(values) for values in zip(*columns, strict=True)]

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Build the read-then-think baseline: same size, same stories, every state update after the stream
+# ends. It stays in runs/tiny-rtt/final (not shipped); RESULTS.md compares it with the bundled model.
+#     bash training/tiny/build_rtt.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ADASR=${ADASR:-.venv/bin/adasr-av}
+start=$SECONDS
+$ADASR synth --mode text --n 40000 --seed 0 --splits train --out data/tiny
+$ADASR synth --mode text --n 500 --seed 0 --splits valid,test,ood --out data/tiny
+$ADASR train sft --config training/tiny/rtt.toml
+echo "read-then-think model in runs/tiny-rtt/final in $(( (SECONDS - start) / 60 )) min"
