@@ -4,8 +4,8 @@ A story tracks one quantity (apples, dollars, passengers...) held by one to thre
 sentence sets or changes a state, distracts, or asks the question. Its gold thought is the state
 update it causes, written so a small model can compute it left to right: digits always, a product
 of a two-digit number split into tens and units ("37 × 4 = 30 × 4 + 7 × 4 = 120 + 28 = 148"), and
-the new value restated after the holder's name ("Ruby = 268"), so that looking a state up is
-copying what follows the last "Ruby =".
+every state restated after each update ("Leo = 12, Ruby = 268"), so that looking a state up is
+copying what follows a name in the last thought.
 The teacher styles that turn these thoughts into training sequences live in `teacher.py`.
 """
 
@@ -103,7 +103,20 @@ class _Simulation:
     def init(self, holder: str) -> None:
         n = self.rng.randint(1, MAX_AMOUNT)
         self.state[holder] = n
-        self.drafts.append(_Draft("init", self.template("init"), f"{_key(holder)} = {n}", holder, n=n))
+        self.drafts.append(_Draft("init", self.template("init"), self._state_line(), holder, n=n))
+
+    def _state_line(self) -> str:
+        """Every holder's value so far, in the order they were introduced."""
+        return ", ".join(f"{_key(h)} = {v}" for h, v in self.state.items())
+
+    def _update(self, holders: str | tuple[str, ...], work: str | tuple[str, ...]) -> str:
+        """A state update: the work from the old value, then the whole new state restated
+        ("Ruby: 67 + 15 = 82; Leo = 12, Ruby = 82"), so the state to look anything up in is always
+        the last thought's, and the name to find a value by is right before it."""
+        if isinstance(holders, str):
+            holders, work = (holders,), (work,)
+        steps = "; ".join(f"{_key(h)}: {w}" for h, w in zip(holders, work, strict=True))
+        return f"{steps}; {self._state_line()}"
 
     def feasible(self, slots: int) -> list[str]:
         ready = list(self.state)
@@ -131,13 +144,13 @@ class _Simulation:
                 return self.op("remove")
             n = rng.randint(1, min(MAX_AMOUNT, MAX_VALUE - s))
             state[holder] = s + n
-            self._add(kind, _update(holder, f"{s} + {n} = {s + n}", s + n), holder, n=n)
+            self._add(kind, self._update(holder, f"{s} + {n} = {s + n}"), holder, n=n)
         elif kind == "remove":
             if s == 0:
                 return self.op("add")
             n = rng.randint(1, min(MAX_AMOUNT, s))
             state[holder] = s - n
-            self._add(kind, _update(holder, f"{s} - {n} = {s - n}", s - n), holder, n=n)
+            self._add(kind, self._update(holder, f"{s} - {n} = {s - n}"), holder, n=n)
         elif kind == "transfer":
             givers = [h for h in state if state[h] > 0]
             if not givers:
@@ -147,9 +160,7 @@ class _Simulation:
             s, t = state[holder], state[other]
             n = rng.randint(1, min(MAX_AMOUNT, s, MAX_VALUE - t))
             state[holder], state[other] = s - n, t + n
-            thought = _update(
-                (holder, other), (f"{s} - {n} = {s - n}", f"{t} + {n} = {t + n}"), (s - n, t + n)
-            )
+            thought = self._update((holder, other), (f"{s} - {n} = {s - n}", f"{t} + {n} = {t + n}"))
             self._add(kind, thought, holder, other, n=n)
         elif kind in ("pack", "rate"):
             k = rng.randint(2, MAX_COUNT)
@@ -158,7 +169,7 @@ class _Simulation:
                 return self.op("remove")
             n = rng.randint(2, min(MAX_AMOUNT, room))
             state[holder] = s + n * k
-            update = f"{multiply(n, k)}; " + _update(holder, f"{s} + {n * k} = {s + n * k}", s + n * k)
+            update = f"{multiply(n, k)}; " + self._update(holder, f"{s} + {n * k} = {s + n * k}")
             if kind == "pack":
                 self._add(kind, update, holder, n=n, k=k)
             else:
@@ -170,25 +181,16 @@ class _Simulation:
             s = state[holder]
             k = rng.randint(2, min(MAX_COUNT, MAX_VALUE // max(s, 1)))
             state[holder] = s * k
-            self._add(kind, _update(holder, multiply(s, k), s * k), holder, k=k)
+            self._add(kind, self._update(holder, multiply(s, k)), holder, k=k)
         elif kind == "divide":
             holder = rng.choice([h for h in state if self._divisors(state[h])])
             s = state[holder]
             k = rng.choice(self._divisors(s))
             state[holder] = s // k
-            self._add(kind, _update(holder, f"{s} ÷ {k} = {s // k}", s // k), holder, k=k)
+            self._add(kind, self._update(holder, f"{s} ÷ {k} = {s // k}"), holder, k=k)
 
     def _add(self, kind: str, thought: str, holder: str, other: str | None = None, n=0, k=0) -> None:
         self.drafts.append(_Draft(kind, self.template(kind), thought, holder, other, n, k))
-
-
-def _update(holders, work, values) -> str:
-    """A state update: the work from the old value, then the new value restated after the name
-    ("Ruby: 67 + 15 = 82; Ruby = 82"), so the last "Ruby =" in the stream is always Ruby's value."""
-    if isinstance(holders, str):
-        holders, work, values = (holders,), (work,), (values,)
-    steps = "; ".join(f"{_key(h)}: {w}" for h, w in zip(holders, work, strict=True))
-    return f"{steps}; " + ", ".join(f"{_key(h)} = {v}" for h, v in zip(holders, values, strict=True))
 
 
 def _holders(rng: random.Random, domain: Domain, count: int) -> list[str]:

@@ -33,15 +33,17 @@ SAMPLE_CORPUS = [
 def train_tokenizer(texts: Iterable[str] = SAMPLE_CORPUS, vocab_size: int = 384):
     """A byte-level BPE tokenizer trained on `texts`, with EOS, padding and the protocol tokens.
 
-    Digits are split one by one before BPE, so every number is spelled digit by digit: that is what
-    makes arithmetic learnable for a small model (no "1866" token to memorise).
+    Digits are split one by one, so every number is spelled digit by digit: that is what makes
+    arithmetic learnable for a small model (no "1866" token to memorise). Every span gets a leading
+    space, so a word is the same token at the start of a chunk or thought as inside it ("Lucy has"
+    and "question: Lucy" share " Lucy"), which a small model would otherwise have to learn twice.
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     core = Tokenizer(models.BPE())
     core.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+        [pre_tokenizers.ByteLevel(add_prefix_space=True), pre_tokenizers.Digits(individual_digits=True)]
     )
     core.decoder = decoders.ByteLevel()
     special = [EOS_TOKEN, PAD_TOKEN, *PROTOCOL_TOKENS]

@@ -169,7 +169,8 @@ class StreamingReasoner:
         if not deep_closed:
             self._append([self.ids.reason_end], "runtime", "deep")
         _, t_deep = self.schedule.run(begin, self.clock.duration(0, len(deep.tokens), deep.wall_s))
-        self._emit("deep", self._text(deep.body), None, len(deep.tokens), t_end, begin, t_deep, **deep.info)
+        deep_text = self._text(deep.body).strip()
+        self._emit("deep", deep_text, None, len(deep.tokens), t_end, begin, t_deep, **deep.info)
 
         answer = _Generation()
         if deep.stop != self.ids.answer_end:
@@ -177,7 +178,7 @@ class StreamingReasoner:
             if answer.stop is None:
                 self._append([self.ids.answer_end], "runtime", "answer")
         _, t_answer = self.schedule.run(t_deep, self.clock.duration(0, len(answer.tokens), answer.wall_s))
-        answer_text = self._text(answer.body if answer.tokens else deep.body)
+        answer_text = self._text(answer.body if answer.tokens else deep.body).strip()
         boxed = extract_boxed(answer_text)
         flags = answer.info if deep.stop != self.ids.answer_end else {}
         self._emit(
@@ -209,7 +210,7 @@ class StreamingReasoner:
         info = gen.info
         if closed and gen.stop not in (self.ids.skip, self.ids.think_end):
             info["malformed"] = self.tokenizer.convert_ids_to_tokens(gen.stop)
-        return self._emit(kind, self._text(gen.body), index, len(gen.tokens), a_i, t0, done, **info)
+        return self._emit(kind, self._text(gen.body).strip(), index, len(gen.tokens), a_i, t0, done, **info)
 
     # --- model work -------------------------------------------------------------------------
 

@@ -62,6 +62,9 @@ def main() -> None:
     datasets = [("test, text", args.text), ("test, speech", args.speech), ("ood, text", args.ood)]
     reports: dict[tuple[str, str], EvalReport] = {}
     for label, path, mode in models:
+        if not Path(path).is_dir():
+            print(f"skipping {label}: {path} not found (see the recipes in training/tiny)", file=sys.stderr)
+            continue
         model, tokenizer = load_reasoner_model(path)
         for data_label, data in datasets:
             if not Path(data).is_file():
