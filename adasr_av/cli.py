@@ -73,14 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--wpm", type=float, default=150.0, help="speaking rate for --text (words per minute)"
     )
     reason.add_argument("--out", type=Path, help="write the events as JSON lines here")
-    _add_reasoner_args(reason, max_unit_tokens=48)
+    _add_reasoner_args(reason, max_unit_tokens=96)
 
     evaluate = sub.add_parser("eval", help="score the reasoner on a streamed-story dataset")
     _add_model_args(evaluate)
     evaluate.add_argument("--data", type=Path, required=True, help="dataset JSON lines (adasr-av synth)")
     evaluate.add_argument("--limit", type=int, help="evaluate only the first N stories")
     evaluate.add_argument("--out", type=Path, help="write the report and per-story results as JSON")
-    _add_reasoner_args(evaluate, max_unit_tokens=64)
+    _add_reasoner_args(evaluate, max_unit_tokens=96)
 
     transcribe = sub.add_parser("transcribe", help="stream audio through Whisper into timed text chunks")
     transcribe.add_argument("source", help="a media file, mic, or an rtsp:// URL")
@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--question", help="the question (default: the file's sidecar JSON's, else none)")
     run.add_argument("--reference", help="reference answer (default: the file's sidecar JSON's)")
     run.add_argument("--out", type=Path, help="write the events as JSON lines here")
-    _add_reasoner_args(run, max_unit_tokens=48)
+    _add_reasoner_args(run, max_unit_tokens=96)
     _add_asr_args(run, prefix="asr-")
 
     calibrate = sub.add_parser("calibrate", help="measure prefill and decode seconds per token")

@@ -50,7 +50,7 @@ class ReasonerOptions:
     span has its own cap so a run that spent its budget can still answer."""
 
     sampling: SamplingOptions = SamplingOptions()
-    max_unit_tokens: int = 48
+    max_unit_tokens: int = 96
     max_deep_tokens: int = 512
     max_answer_tokens: int = 32
     max_total_tokens: int = 4096

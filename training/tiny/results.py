@@ -56,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
 
     clock = CostModelClock(load_cost_model(args.cost))
-    options = ReasonerOptions(max_unit_tokens=64)
+    options = ReasonerOptions()
     models = [("streaming (bundled)", args.model or str(default_model()), "streaming")]
     models.append(("read-then-think", args.rtt_model, "read-then-think"))
     datasets = [("test, text", args.text), ("test, speech", args.speech), ("ood, text", args.ood)]
