@@ -65,11 +65,22 @@ def test_wall_clock_and_calibrated_cost_profile(trained_model_dir, tmp_path, cap
         assert summary["answer_latency_s"] > 0
 
 
-def test_default_model_is_built_when_none_is_given(tmp_path, monkeypatch, capsys):
+def test_default_model_is_the_bundled_one(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ADASR_AV_HOME", str(tmp_path))
     assert main(["reason", "--max-deep-tokens", "4", "--max-answer-tokens", "4"]) == 0
-    assert (tmp_path / "models" / "placeholder-qwen3" / "config.json").is_file()
+    assert not (tmp_path / "models").exists()  # nothing built: the package ships its model
     assert "answer:" in capsys.readouterr().out
+
+
+def test_a_build_without_the_bundled_model_falls_back_to_a_placeholder(tmp_path, monkeypatch, capsys):
+    from adasr_av.reasoner import loading
+
+    monkeypatch.setenv("ADASR_AV_HOME", str(tmp_path))
+    monkeypatch.setattr(loading, "BUNDLED_MODELS", tmp_path / "no-models-here")
+    assert main(["reason", "--max-deep-tokens", "4", "--max-answer-tokens", "4"]) == 0
+    assert (tmp_path / "models" / "placeholder-qwen3" / "config.json").is_file()
+    captured = capsys.readouterr()
+    assert "answer:" in captured.out and "untrained placeholder" in captured.err
 
 
 @pytest.mark.parametrize(
