@@ -57,31 +57,27 @@ def adaptive_time_reward(alpha: float = 1.0, beta: float = 1.0, tau: float = 5.0
     return time_reward
 
 
-def stream_reward(alpha: float = 1.0, tau: float = 5.0) -> RewardFn:
-    """What the streaming phase controls: its own format, the overflow it caused, and credit for a
-    correct answer (the states it kept are what the answer is computed from)."""
+def _phase_reward(valid: Callable[[ScoredRollout], bool], cost: Callable[[ScoredRollout], float]) -> RewardFn:
+    """A phase's reward: its own format, the accuracy credit, and its time cost gated on accuracy."""
 
     def reward(rollouts: Sequence[ScoredRollout], records: Sequence[dict]) -> list[float]:
         correct = accuracy_reward(rollouts, records)
         return [
-            float(r.stream_valid) + ok + _gated(alpha * r.overflow_s / tau, bool(ok))
-            for r, ok in zip(rollouts, correct, strict=True)
+            float(valid(r)) + ok + _gated(cost(r), bool(ok)) for r, ok in zip(rollouts, correct, strict=True)
         ]
 
     return reward
+
+
+def stream_reward(alpha: float = 1.0, tau: float = 5.0) -> RewardFn:
+    """What the streaming phase controls: its own format, the overflow it caused, and credit for a
+    correct answer (the states it kept are what the answer is computed from)."""
+    return _phase_reward(lambda r: r.stream_valid, lambda r: alpha * r.overflow_s / tau)
 
 
 def deep_reward(beta: float = 1.0, tau: float = 5.0) -> RewardFn:
     """What the deep phase controls: the answer, its own format, and the answer latency."""
-
-    def reward(rollouts: Sequence[ScoredRollout], records: Sequence[dict]) -> list[float]:
-        correct = accuracy_reward(rollouts, records)
-        return [
-            float(r.deep_valid) + ok + _gated(beta * r.answer_latency_s / tau, bool(ok))
-            for r, ok in zip(rollouts, correct, strict=True)
-        ]
-
-    return reward
+    return _phase_reward(lambda r: r.deep_valid, lambda r: beta * r.answer_latency_s / tau)
 
 
 def unit_rewards(

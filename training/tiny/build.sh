@@ -7,8 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ADASR=${ADASR:-.venv/bin/adasr-av}
 start=$SECONDS
-$ADASR synth --mode text --n 40000 --seed 0 --splits train --out data/tiny
-$ADASR synth --mode text --n 500 --seed 0 --splits valid,test,ood --out data/tiny
+source training/tiny/make_data.sh
 $ADASR train sft --config training/tiny/sft.toml
 dest=adasr_av/models/tiny-streaming
 rm -rf "$dest" && mkdir -p "$dest"

@@ -6,7 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ADASR=${ADASR:-.venv/bin/adasr-av}
 start=$SECONDS
-$ADASR synth --mode text --n 40000 --seed 0 --splits train --out data/tiny
-$ADASR synth --mode text --n 500 --seed 0 --splits valid,test,ood --out data/tiny
+source training/tiny/make_data.sh
 $ADASR train sft --config training/tiny/rtt.toml
 echo "read-then-think model in runs/tiny-rtt/final in $(( (SECONDS - start) / 60 )) min"
