@@ -54,9 +54,12 @@ class ReencodingReasoner(StreamingReasoner):
 
     def _prefill(self, ids, phase):
         if self.reencode:
-            self._append(ids, "env", phase)
+            row = self.rollouts[0]
+            row.append(ids, "env", phase)
             self.cache = StreamingCache(self.model.config)
-            self.pending = list(self.sequence)
+            self.encoded_tokens = 0
+            self._positions.zero_()
+            row.pending[:] = row.sequence
             return self._forward()
         return super()._prefill(ids, phase)
 

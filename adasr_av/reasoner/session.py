@@ -1,9 +1,16 @@
 """The streaming reasoning session: `start`, `feed` each chunk, `finish` with the answer.
 
-One causal sequence on one KV cache. Each chunk span is prefilled onto the cache when it arrives
-and one unit is generated after it; nothing already in the cache is encoded again. Tokens that were
-chosen but not yet run through the model (a unit's closing token) wait in `pending` and go in
-front of the next prefill, so the cache always holds `sequence[:len(sequence) - len(pending)]`.
+One causal sequence per rollout on one KV cache. Each chunk span is prefilled onto the cache when
+it arrives and one unit is generated after it; nothing already in the cache is encoded again.
+Tokens that were chosen but not yet run through the model (a unit's closing token) wait in
+`pending` and go in front of the next prefill, so the cache always holds
+`sequence[:len(sequence) - len(pending)]`.
+
+A session can carry a group of G rollouts of the same stream (HRPO samples G per prompt): they share
+the environment spans, and every forward runs all G rows at once. Units end at different lengths,
+so a row that has nothing to run gets a masked pad; the cache then has holes, which an attention
+mask over the cache and per-row position ids hide. With G = 1 there are never holes and the model
+sees exactly what a single session would give it.
 """
 
 from __future__ import annotations
@@ -69,6 +76,34 @@ class Span:
 
 
 @dataclass
+class Rollout:
+    """One row of a session: its token sequence, who wrote each span, its events and its clock."""
+
+    sequence: list[int] = field(default_factory=list)
+    pending: list[int] = field(default_factory=list)  # in `sequence`, not yet run through the model
+    spans: list[Span] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    schedule: ReasonerSchedule = field(default_factory=ReasonerSchedule)
+    generated_tokens: int = 0  # streaming units plus deep reasoning, for the total cap
+
+    def append(self, ids: list[int], role: Role, phase: Phase, unit: int | None = None) -> None:
+        start = len(self.sequence)
+        self.sequence.extend(ids)
+        self.pending.extend(ids)
+        last = self.spans[-1] if self.spans else None
+        if last and (last.role, last.phase, last.unit) == (role, phase, unit) and last.end == start:
+            self.spans[-1] = Span(role, phase, last.start, start + len(ids), unit)
+        else:
+            self.spans.append(Span(role, phase, start, start + len(ids), unit))
+
+    def emit(self, type_: EventType, text: str, index: int | None, tokens: int, t_avail: float,
+             t_begin: float, t_done: float, **info) -> Event:  # fmt: skip
+        event = Event(type_, text, index, tokens, t_avail, t_begin, t_done, info)
+        self.events.append(event)
+        return event
+
+
+@dataclass
 class _Generation:
     tokens: list[int] = field(default_factory=list)
     stop: int | None = None  # the closing token the model wrote, if it wrote one
@@ -87,7 +122,11 @@ class _Generation:
 
 
 class StreamingReasoner:
-    """Thinks or skips after each chunk while the stream arrives, deliberates once at its end."""
+    """Thinks or skips after each chunk while the stream arrives, deliberates once at its end.
+
+    `group_size` rollouts run side by side (sample with `options.sampling` to make them differ);
+    `events`, `sequence`, `spans` and `text` are those of the first, `rollouts` holds them all.
+    """
 
     mode: Mode = "streaming"
 
@@ -97,14 +136,19 @@ class StreamingReasoner:
         tokenizer,
         options: ReasonerOptions = ReasonerOptions(),
         clock: ComputeClock | None = None,
+        group_size: int = 1,
     ):
+        if group_size < 1:
+            raise ValueError(f"group_size must be at least 1, got {group_size}")
         self.model = model
         self.tokenizer = tokenizer
         self.options = options
         self.clock = clock or CostModelClock(PAPER_PROFILE)
+        self.group_size = group_size
         self.ids = ProtocolIds.of(tokenizer)
         self.device = next(model.parameters()).device
         self.eos_ids = {tokenizer.eos_token_id} - {None}
+        self.pad_id = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
         self.max_positions = getattr(model.config, "max_position_embeddings", None) or getattr(
             model.config, "n_positions", None
         )
@@ -117,22 +161,20 @@ class StreamingReasoner:
         self.question, self.reference = question, reference
         self.sampler = TokenSampler(self.options.sampling, self.device)
         self.cache = StreamingCache(self.model.config)
-        self.sequence: list[int] = []
-        self.pending: list[int] = []
-        self.spans: list[Span] = []
-        self.events: list[Event] = []
-        self.encoded_tokens = 0  # tokens ever run through the model: equals the cache length
-        self.generated_tokens = 0  # streaming units plus deep reasoning, for the total cap
-        self.schedule = ReasonerSchedule()
+        self.rollouts = [Rollout() for _ in range(self.group_size)]
+        self.encoded_tokens = 0  # positions ever run through the model: equals the cache length
         self.n_chunks = 0
         self.t_last_avail = 0.0
         self._logits: torch.Tensor | None = None
+        self._mask: torch.Tensor | None = None  # [G, cache length], once a row has a hole
+        self._positions = torch.zeros(self.group_size, dtype=torch.long, device=self.device)
         self._started = True
         prompt = self._span_ids(question_span(question, self.options.instruction))
         if self._tokenizer_adds_bos():
             prompt = [self.tokenizer.bos_token_id, *prompt]
         wall = self._prefill(prompt, "prompt")
-        self.schedule.run(0.0, self.clock.duration(len(prompt), 0, wall))
+        for row in self.rollouts:
+            row.schedule.run(0.0, self.clock.duration(len(prompt), 0, wall))
 
     def feed(self, chunk: TextChunk) -> Event:
         """Prefill one chunk and write its unit; returns the unit event (the chunk event if empty)."""
@@ -141,16 +183,20 @@ class StreamingReasoner:
         a_i = chunk.t_emit
         self.t_last_avail = max(self.t_last_avail, a_i)
         if not chunk.text.strip():
-            begin, done = self.schedule.run(a_i, 0.0)
-            return self._emit("chunk", chunk.text, index, 0, a_i, begin, done, empty=True)
+            for row in self.rollouts:
+                begin, done = row.schedule.run(a_i, 0.0)
+                row.emit("chunk", chunk.text, index, 0, a_i, begin, done, empty=True)
+            return self.events[-1]
         ids = self._span_ids(chunk_span(chunk.text))
         wall = self._prefill(ids, "stream")
-        begin, done = self.schedule.run(a_i, self.clock.duration(len(ids), 0, wall))
-        self._emit("chunk", chunk.text, index, len(ids), a_i, begin, done, lag_s=round(lag(begin, a_i), 4))
-        return self._unit(index, a_i) or self.events[-1]
+        for row in self.rollouts:
+            begin, done = row.schedule.run(a_i, self.clock.duration(len(ids), 0, wall))
+            row.emit("chunk", chunk.text, index, len(ids), a_i, begin, done, lag_s=round(lag(begin, a_i), 4))
+        self._unit(index, a_i)
+        return self.events[-1]
 
     def finish(self, t_stream_end: float | None = None) -> list[Event]:
-        """Close the stream: deep reasoning, answer and summary events.
+        """Close the stream: deep reasoning, answer and summary events (those of the first rollout).
 
         T, the stream end, is the later of `t_stream_end` (end of media) and the last arrival.
         """
@@ -161,152 +207,197 @@ class StreamingReasoner:
         n_before = len(self.events)
         ids = self._span_ids(stream_end_span())
         wall = self._prefill(ids, "deep")
-        begin, _ = self.schedule.run(t_end, self.clock.duration(len(ids), 0, wall))
+        begins = [row.schedule.run(t_end, self.clock.duration(len(ids), 0, wall))[0] for row in self.rollouts]
 
-        deep_cap = min(self.options.max_deep_tokens, self._budget_left())
-        deep = self._generate(deep_cap, {self.ids.reason_end, self.ids.answer_end}, "deep")
-        deep_closed = deep.stop is not None
-        if not deep_closed:
-            self._append([self.ids.reason_end], "runtime", "deep")
-        _, t_deep = self.schedule.run(begin, self.clock.duration(0, len(deep.tokens), deep.wall_s))
-        deep_text = self._text(deep.body).strip()
-        self._emit("deep", deep_text, None, len(deep.tokens), t_end, begin, t_deep, **deep.info)
+        deep_caps = [min(self.options.max_deep_tokens, self._budget_left(row)) for row in self.rollouts]
+        deeps = self._generate(deep_caps, {self.ids.reason_end, self.ids.answer_end}, "deep")
+        answered = [deep.stop == self.ids.answer_end for deep in deeps]
+        for row, deep, begin in zip(self.rollouts, deeps, begins, strict=True):
+            if deep.stop is None:
+                row.append([self.ids.reason_end], "runtime", "deep")
+            row.schedule.run(begin, self.clock.duration(0, len(deep.tokens), deep.wall_s))
+            deep_text = self._text(deep.body).strip()
+            row.emit(
+                "deep", deep_text, None, len(deep.tokens), t_end, begin, row.schedule.busy_until, **deep.info
+            )
 
-        answer = _Generation()
-        if deep.stop != self.ids.answer_end:
-            answer = self._generate(self.options.max_answer_tokens, {self.ids.answer_end}, "answer")
-            if answer.stop is None:
-                self._append([self.ids.answer_end], "runtime", "answer")
-        _, t_answer = self.schedule.run(t_deep, self.clock.duration(0, len(answer.tokens), answer.wall_s))
-        answer_text = self._text(answer.body if answer.tokens else deep.body).strip()
-        boxed = extract_boxed(answer_text)
-        flags = answer.info if deep.stop != self.ids.answer_end else {}
-        self._emit(
-            "answer", answer_text, None, len(answer.tokens), t_end, t_deep, t_answer, answer=boxed, **flags
-        )
-        self._emit_summary(t_end, t_answer, boxed)
+        answer_caps = [0 if done else self.options.max_answer_tokens for done in answered]
+        answers = self._generate(answer_caps, {self.ids.answer_end}, "answer")
+        for row, deep, answer, done in zip(self.rollouts, deeps, answers, answered, strict=True):
+            if not done and answer.stop is None:
+                row.append([self.ids.answer_end], "runtime", "answer")
+            t_deep = row.schedule.busy_until
+            _, t_answer = row.schedule.run(t_deep, self.clock.duration(0, len(answer.tokens), answer.wall_s))
+            answer_text = self._text(answer.body if answer.tokens else deep.body).strip()
+            boxed = extract_boxed(answer_text)
+            flags = {} if done else answer.info
+            row.emit(
+                "answer",
+                answer_text,
+                None,
+                len(answer.tokens),
+                t_end,
+                t_deep,
+                t_answer,
+                answer=boxed,
+                **flags,
+            )
+            self._emit_summary(row, t_end, t_answer, boxed)
         self._started = False
         return self.events[n_before:]
 
     @property
+    def events(self) -> list[Event]:
+        return self.rollouts[0].events
+
+    @property
+    def sequence(self) -> list[int]:
+        return self.rollouts[0].sequence
+
+    @property
+    def pending(self) -> list[int]:
+        return self.rollouts[0].pending
+
+    @property
+    def spans(self) -> list[Span]:
+        return self.rollouts[0].spans
+
+    @property
     def text(self) -> str:
-        """The whole sequence so far, protocol tokens included."""
+        """The first rollout's whole sequence so far, protocol tokens included."""
         return self._text(self.sequence)
 
     # --- units ------------------------------------------------------------------------------
 
-    def _unit(self, index: int, a_i: float) -> Event | None:
-        budget = min(self.options.max_unit_tokens, self._budget_left())
-        t0 = self.schedule.busy_until
-        if budget == 0:
-            self._append([self.ids.skip], "runtime", "stream", index)
-            return self._emit("skip", "", index, 0, a_i, t0, t0, capped=True)
-        gen = self._generate(budget, self.ids.all, "stream", index)
-        closed = gen.stop is not None
-        if not closed:
-            self._append([self.ids.think_end], "runtime", "stream", index)
-        _, done = self.schedule.run(t0, self.clock.duration(0, len(gen.tokens), gen.wall_s))
-        kind: EventType = "skip" if gen.stop == self.ids.skip else "think"
-        info = gen.info
-        if closed and gen.stop not in (self.ids.skip, self.ids.think_end):
-            info["malformed"] = self.tokenizer.convert_ids_to_tokens(gen.stop)
-        return self._emit(kind, self._text(gen.body).strip(), index, len(gen.tokens), a_i, t0, done, **info)
+    def _unit(self, index: int, a_i: float) -> None:
+        caps = [min(self.options.max_unit_tokens, self._budget_left(row)) for row in self.rollouts]
+        starts = [row.schedule.busy_until for row in self.rollouts]
+        gens = self._generate(caps, self.ids.all, "stream", index)
+        for row, gen, cap, t0 in zip(self.rollouts, gens, caps, starts, strict=True):
+            if cap == 0:
+                row.append([self.ids.skip], "runtime", "stream", index)
+                row.emit("skip", "", index, 0, a_i, t0, t0, capped=True)
+                continue
+            if gen.stop is None:
+                row.append([self.ids.think_end], "runtime", "stream", index)
+            _, done = row.schedule.run(t0, self.clock.duration(0, len(gen.tokens), gen.wall_s))
+            kind: EventType = "skip" if gen.stop == self.ids.skip else "think"
+            info = gen.info
+            if gen.stop is not None and gen.stop not in (self.ids.skip, self.ids.think_end):
+                info["malformed"] = self.tokenizer.convert_ids_to_tokens(gen.stop)
+            row.emit(kind, self._text(gen.body).strip(), index, len(gen.tokens), a_i, t0, done, **info)
 
     # --- model work -------------------------------------------------------------------------
 
     def _prefill(self, ids: list[int], phase: Phase) -> float:
         """Run pending tokens plus an environment span through the model; returns wall seconds."""
-        self._append(ids, "env", phase)
+        for row in self.rollouts:
+            row.append(ids, "env", phase)
         return self._forward()
 
     def _forward(self) -> float:
-        if self.max_positions and len(self.sequence) > self.max_positions:
+        """Run every row's pending tokens in one forward (short rows padded, the pads masked)."""
+        lengths = [len(row.pending) for row in self.rollouts]
+        width = max(lengths)
+        if width == 0:
+            return 0.0
+        longest = max(len(row.sequence) for row in self.rollouts)
+        if self.max_positions and longest > self.max_positions:
             raise AdasrError(
-                f"stream too long for the model: {len(self.sequence)} tokens > {self.max_positions} positions"
+                f"stream too long for the model: {longest} tokens > {self.max_positions} positions"
             )
         t0 = time.perf_counter()
-        inputs = torch.tensor([self.pending], device=self.device)
+        inputs = torch.tensor(
+            [
+                row.pending + [self.pad_id] * (width - n)
+                for row, n in zip(self.rollouts, lengths, strict=True)
+            ],
+            device=self.device,
+        )
+        kwargs = {}
+        if self._mask is not None or min(lengths) < width:
+            real = (
+                torch.arange(width, device=self.device)[None, :]
+                < torch.tensor(lengths, device=self.device)[:, None]
+            )
+            if self._mask is None:
+                self._mask = torch.ones(
+                    self.group_size, self.encoded_tokens, dtype=torch.long, device=self.device
+                )
+            self._mask = torch.cat([self._mask, real.long()], dim=1)
+            positions = self._positions[:, None] + torch.arange(width, device=self.device)[None, :]
+            kwargs = {"attention_mask": self._mask, "position_ids": positions}
         with torch.inference_mode(), native_gqa_on_cpu(self.device):
-            out = self.model(input_ids=inputs, past_key_values=self.cache, use_cache=True)
-        self._logits = out.logits[:, -1, :]
-        self.encoded_tokens += len(self.pending)
-        self.pending = []
+            out = self.model(input_ids=inputs, past_key_values=self.cache, use_cache=True, **kwargs)
+        last = torch.tensor([max(n - 1, 0) for n in lengths], device=self.device)
+        # a row with nothing to run is finished for now; its logits are not read before its next span
+        self._logits = out.logits[torch.arange(self.group_size, device=self.device), last, :]
+        self._positions += torch.tensor(lengths, device=self.device)
+        self.encoded_tokens += width
+        for row in self.rollouts:
+            row.pending.clear()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         return time.perf_counter() - t0
 
-    def _generate(self, cap: int, stops: set[int], phase: Phase, unit: int | None = None) -> _Generation:
-        """Sample up to `cap` tokens, stopping at a token of `stops` (or EOS, which is not kept)."""
-        gen = _Generation()
+    def _generate(
+        self, caps: list[int], stops: set[int], phase: Phase, unit: int | None = None
+    ) -> list[_Generation]:
+        """Sample up to `caps[r]` tokens for each row r, one batched forward per step; a row stops
+        at a token of `stops` (or EOS, which is not kept). Rows with cap 0 write nothing."""
+        gens = [_Generation() for _ in self.rollouts]
+        active = [cap > 0 for cap in caps]
         t0 = time.perf_counter()
-        while len(gen.tokens) < cap:
+        while any(active):
             if self._logits is None:
                 self._forward()
-            token = int(self.sampler(self._logits)[0])
+            tokens = self.sampler(self._logits).tolist()
             self._logits = None
-            if token in self.eos_ids and token not in stops:
-                gen.eos = True
-                break
-            gen.tokens.append(token)
-            self._append([token], "model", phase, unit)
-            if token in stops:
-                gen.stop = token
-                break
-        self.generated_tokens += len(gen.tokens) if phase != "answer" else 0
-        gen.wall_s = time.perf_counter() - t0
-        return gen
-
-    def _append(self, ids: list[int], role: Role, phase: Phase, unit: int | None = None) -> None:
-        start = len(self.sequence)
-        self.sequence.extend(ids)
-        self.pending.extend(ids)
-        last = self.spans[-1] if self.spans else None
-        if last and (last.role, last.phase, last.unit) == (role, phase, unit) and last.end == start:
-            self.spans[-1] = Span(role, phase, last.start, start + len(ids), unit)
-        else:
-            self.spans.append(Span(role, phase, start, start + len(ids), unit))
+            for r, (row, gen, token) in enumerate(zip(self.rollouts, gens, tokens, strict=True)):
+                if not active[r]:
+                    continue
+                if token in self.eos_ids and token not in stops:
+                    gen.eos, active[r] = True, False
+                    continue
+                gen.tokens.append(token)
+                row.append([token], "model", phase, unit)
+                if token in stops:
+                    gen.stop, active[r] = token, False
+                elif len(gen.tokens) >= caps[r]:
+                    active[r] = False
+        wall = time.perf_counter() - t0
+        for row, gen in zip(self.rollouts, gens, strict=True):
+            gen.wall_s = wall
+            row.generated_tokens += len(gen.tokens) if phase != "answer" else 0
+        return gens
 
     # --- events -----------------------------------------------------------------------------
 
-    def _emit(
-        self,
-        type_: EventType,
-        text: str,
-        index: int | None,
-        tokens: int,
-        t_avail: float,
-        t_begin: float,
-        t_done: float,
-        **info,
-    ) -> Event:
-        event = Event(type_, text, index, tokens, t_avail, t_begin, t_done, info)
-        self.events.append(event)
-        return event
-
-    def _emit_summary(self, t_end: float, t_answer: float, answer: str | None) -> None:
-        chunks = [e for e in self.events if e.type == "chunk" and e.tokens]
-        units = [e for e in self.events if e.type in ("think", "skip")]
+    def _emit_summary(self, row: Rollout, t_end: float, t_answer: float, answer: str | None) -> None:
+        chunks = [e for e in row.events if e.type == "chunk" and e.tokens]
+        units = [e for e in row.events if e.type in ("think", "skip")]
         info = {
             "answer": answer,
             "stream_tokens": sum(e.tokens for e in units),
-            "deep_tokens": sum(e.tokens for e in self.events if e.type in ("deep", "answer")),
+            "deep_tokens": sum(e.tokens for e in row.events if e.type in ("deep", "answer")),
             "skips": sum(e.type == "skip" for e in units),
             "answer_latency_s": round(answer_latency(t_answer, t_end), 4),
             "max_lag_s": round(max((lag(e.t_begin, e.t_avail) for e in chunks), default=0.0), 4),
-            "overflow_s": round(self._overflow(chunks), 4),
+            "overflow_s": round(self._overflow(row, chunks), 4),
             "clock": self.clock.name,
             "cost_profile": getattr(getattr(self.clock, "cost", None), "name", None),
             "mode": self.mode,
-            "violations": parse_stream(self.text, self.mode).violations,
+            "violations": parse_stream(self._text(row.sequence), self.mode).violations,
         }
         if self.reference is not None:
             info["reference"] = self.reference
             info["correct"] = answers_match(answer, self.reference)
-        self._emit("summary", answer or "", None, len(self.sequence), t_end, t_end, t_answer, **info)
+        row.emit("summary", answer or "", None, len(row.sequence), t_end, t_end, t_answer, **info)
 
-    def _overflow(self, chunks: list[Event]) -> float:
+    @staticmethod
+    def _overflow(row: Rollout, chunks: list[Event]) -> float:
         """Streaming work (prefill plus unit) on chunk i that ran past the arrival of chunk i+1."""
-        done_by_chunk = {e.chunk_index: e.t_done for e in self.events if e.type in ("chunk", "think", "skip")}
+        done_by_chunk = {e.chunk_index: e.t_done for e in row.events if e.type in ("chunk", "think", "skip")}
         return streaming_overflow([done_by_chunk[c.chunk_index] for c in chunks], [c.t_avail for c in chunks])
 
     # --- helpers ----------------------------------------------------------------------------
@@ -317,8 +408,8 @@ class StreamingReasoner:
     def _text(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
-    def _budget_left(self) -> int:
-        return max(0, self.options.max_total_tokens - self.generated_tokens)
+    def _budget_left(self, row: Rollout) -> int:
+        return max(0, self.options.max_total_tokens - row.generated_tokens)
 
     def _tokenizer_adds_bos(self) -> bool:
         bos = self.tokenizer.bos_token_id
@@ -335,7 +426,7 @@ class ReadThenThinkReasoner(StreamingReasoner):
 
     mode: Mode = "read-then-think"
 
-    def _unit(self, index: int, a_i: float) -> Event | None:
+    def _unit(self, index: int, a_i: float) -> None:
         return None
 
 

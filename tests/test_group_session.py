@@ -1,0 +1,95 @@
+"""A group of G rollouts in one session: one batched forward per step, and every row sees exactly
+what a single session on its own sequence would (padding holes masked, positions per row)."""
+
+from __future__ import annotations
+
+import torch
+from conftest import CHUNKS, QUESTION
+
+from adasr_av.reasoner.sampling import SamplingOptions
+from adasr_av.reasoner.session import ReasonerOptions, StreamingReasoner, reason_over_stream
+
+SAMPLED = ReasonerOptions(
+    sampling=SamplingOptions(do_sample=True, temperature=2.5, seed=1), max_unit_tokens=8, max_deep_tokens=16
+)
+
+
+def run_group(model, tokenizer, group_size, options=SAMPLED):
+    reasoner = StreamingReasoner(model, tokenizer, options, group_size=group_size)
+    seen = []  # the logits each sampling step read, per row
+    sampler = None
+
+    def recording_sampler(logits):
+        seen.append(logits.clone())
+        return sampler(logits)
+
+    reasoner_start = reasoner.start
+
+    def start(*args, **kwargs):
+        nonlocal sampler
+        reasoner_start(*args, **kwargs)
+        sampler, reasoner.sampler = reasoner.sampler, recording_sampler
+
+    reasoner.start = start
+    list(reason_over_stream(reasoner, CHUNKS, QUESTION, "6"))
+    return reasoner, seen
+
+
+def waited_then_went_on(reasoner, r: int) -> bool:
+    """Row r has a masked pad in the cache with real tokens after it."""
+    mask = reasoner._mask
+    return mask is not None and bool(((mask[r] == 0).cumsum(0) > 0)[mask[r] == 1].any())
+
+
+def test_rows_are_scored_as_if_each_ran_alone(trained_model, tokenizer):
+    reasoner, _ = run_group(trained_model, tokenizer, group_size=4)
+    rows = reasoner.rollouts
+    assert len({tuple(r.sequence) for r in rows}) > 1, "sampling gave four identical rollouts"
+    assert reasoner._mask is not None and (reasoner._mask == 0).any(), "no row ever waited: no holes to test"
+    assert [e.type for e in rows[0].events][-1] == "summary"
+    assert all(r.events[-1].type == "summary" for r in rows)
+
+
+def test_sampling_logits_match_a_full_pass_on_each_row(trained_model, tokenizer):
+    """The logits each row sampled from equal the full forward's at the same position."""
+    reasoner, seen = run_group(trained_model, tokenizer, group_size=4)
+    assert any(waited_then_went_on(reasoner, r) for r in range(4)), (
+        "no row wrote after a hole: nothing tested"
+    )
+    for r, row in enumerate(reasoner.rollouts):
+        with torch.inference_mode():
+            full = trained_model(input_ids=torch.tensor([row.sequence])).logits[0]
+        written = [p for s in row.spans if s.role == "model" for p in range(s.start, s.end)]
+        # the k-th token a row wrote was sampled at some step; find the step by matching logits
+        steps = iter(seen)
+        for p in written:
+            target = full[p - 1]
+            assert any(torch.allclose(step[r], target, atol=1e-4) for step in steps), f"row {r} position {p}"
+
+
+def test_one_batched_forward_per_step(trained_model, tokenizer):
+    shapes = []
+    hook = trained_model.register_forward_pre_hook(
+        lambda module, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
+    )
+    try:
+        reasoner, _ = run_group(trained_model, tokenizer, group_size=5)
+    finally:
+        hook.remove()
+    assert all(batch == 5 for batch, _ in shapes)
+    longest = max(sum(s.end - s.start for s in r.spans if s.role == "model") for r in reasoner.rollouts)
+    prefills = 1 + len(CHUNKS) + 1
+    assert len(shapes) <= prefills + longest + 1  # not one loop per rollout
+    assert reasoner.cache.get_seq_length() == reasoner.encoded_tokens == reasoner._mask.shape[1]
+
+
+def test_greedy_group_rows_equal_the_single_session(trained_model, tokenizer):
+    greedy = ReasonerOptions(max_unit_tokens=8, max_deep_tokens=16)
+    single, _ = run_group(trained_model, tokenizer, 1, greedy)
+    group, _ = run_group(trained_model, tokenizer, 3, greedy)
+    assert all(row.sequence == single.sequence for row in group.rollouts)
+    strip = [(e.type, e.text, e.tokens, e.t_begin, e.t_done) for e in single.events]
+    assert all(
+        [(e.type, e.text, e.tokens, e.t_begin, e.t_done) for e in row.events] == strip
+        for row in group.rollouts
+    )
