@@ -117,15 +117,24 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--aware", action="store_true", help="speech mode: computation-aware ASR timing")
     synth.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    train = sub.add_parser("train", help="train a streaming reasoner (sft)")
+    train = sub.add_parser("train", help="train a streaming reasoner (sft, hrpo) or plot a training log")
     stage = train.add_subparsers(dest="stage", required=True)
-    sft = stage.add_parser("sft", help="supervised warm-up on gold streaming sequences")
-    sft.add_argument("--config", type=Path, required=True, help="TOML config (see training/tiny/sft.toml)")
-    sft.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE",
-        help="override a config key, e.g. --set train.max_steps=100 (repeatable)",
-    )  # fmt: skip
-    sft.add_argument("--no-progress", action="store_true", help="no progress bar")
+    for name, what in (
+        ("sft", "supervised warm-up on gold streaming sequences"),
+        ("hrpo", "HRPO on sampled rollouts"),
+    ):
+        run_stage = stage.add_parser(name, help=what)
+        run_stage.add_argument(
+            "--config", type=Path, required=True, help=f"TOML config (see training/tiny/{name}.toml)"
+        )
+        run_stage.add_argument(
+            "--set", action="append", default=[], metavar="KEY=VALUE",
+            help="override a config key, e.g. --set train.max_steps=100 (repeatable)",
+        )  # fmt: skip
+        run_stage.add_argument("--no-progress", action="store_true", help="no progress bar")
+    plot = stage.add_parser("plot", help="plot a training log (log.jsonl) as a PNG of curves")
+    plot.add_argument("log", type=Path, help="the run's log.jsonl")
+    plot.add_argument("--out", type=Path, help="PNG to write (default: beside the log, log.png)")
     return parser
 
 
@@ -343,10 +352,20 @@ def _overrides(pairs: list[str]) -> dict:
 
 def cmd_train(args) -> None:
     from adasr_av.training.config import load_config
-    from adasr_av.training.sft import SFTConfig, train_sft
 
-    config = load_config(args.config, SFTConfig, _overrides(args.set))
-    final = train_sft(config, progress=not args.no_progress)
+    if args.stage == "plot":
+        from adasr_av.training.plot import plot_log
+
+        print(f"plot written to {plot_log(args.log, args.out or args.log.with_suffix('.png'))}")
+        return
+    if args.stage == "hrpo":
+        from adasr_av.hrpo.trainer import HRPOConfig as config_class
+        from adasr_av.hrpo.trainer import train_hrpo as train
+    else:
+        from adasr_av.training.sft import SFTConfig as config_class
+        from adasr_av.training.sft import train_sft as train
+    config = load_config(args.config, config_class, _overrides(args.set))
+    final = train(config, progress=not args.no_progress)
     print(f"model written to {final}")
 
 

@@ -52,16 +52,16 @@ class ReencodingReasoner(StreamingReasoner):
 
     reencode = False
 
-    def _prefill(self, ids, phase):
+    def _prefill(self, spans, phase):
         if self.reencode:
             row = self.rollouts[0]
-            row.append(ids, "env", phase)
+            row.append(spans[0], "env", phase)
             self.cache = StreamingCache(self.model.config)
             self.encoded_tokens = 0
             self._positions.zero_()
             row.pending[:] = row.sequence
             return self._forward()
-        return super()._prefill(ids, phase)
+        return super()._prefill(spans, phase)
 
 
 def mask_protocol_tokens(model, tokenizer) -> None:

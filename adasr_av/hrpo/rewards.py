@@ -57,27 +57,41 @@ def adaptive_time_reward(alpha: float = 1.0, beta: float = 1.0, tau: float = 5.0
     return time_reward
 
 
-def _phase_reward(valid: Callable[[ScoredRollout], bool], cost: Callable[[ScoredRollout], float]) -> RewardFn:
-    """A phase's reward: its own format, the accuracy credit, and its time cost gated on accuracy."""
+def _phase_reward(
+    valid: Callable[[ScoredRollout], bool] | None, cost: Callable[[ScoredRollout], float] | None
+) -> RewardFn:
+    """A phase's reward: its own format (unless `valid` is None), the accuracy credit, and its
+    time cost gated on accuracy (unless `cost` is None): the reward-set ablations drop parts."""
 
     def reward(rollouts: Sequence[ScoredRollout], records: Sequence[dict]) -> list[float]:
         correct = accuracy_reward(rollouts, records)
         return [
-            float(valid(r)) + ok + _gated(cost(r), bool(ok)) for r, ok in zip(rollouts, correct, strict=True)
+            (float(valid(r)) if valid else 0.0) + ok + (_gated(cost(r), bool(ok)) if cost else 0.0)
+            for r, ok in zip(rollouts, correct, strict=True)
         ]
 
     return reward
 
 
-def stream_reward(alpha: float = 1.0, tau: float = 5.0) -> RewardFn:
+def stream_reward(
+    alpha: float = 1.0, tau: float = 5.0, with_format: bool = True, with_time: bool = True
+) -> RewardFn:
     """What the streaming phase controls: its own format, the overflow it caused, and credit for a
     correct answer (the states it kept are what the answer is computed from)."""
-    return _phase_reward(lambda r: r.stream_valid, lambda r: alpha * r.overflow_s / tau)
+    return _phase_reward(
+        (lambda r: r.stream_valid) if with_format else None,
+        (lambda r: alpha * r.overflow_s / tau) if with_time else None,
+    )
 
 
-def deep_reward(beta: float = 1.0, tau: float = 5.0) -> RewardFn:
+def deep_reward(
+    beta: float = 1.0, tau: float = 5.0, with_format: bool = True, with_time: bool = True
+) -> RewardFn:
     """What the deep phase controls: the answer, its own format, and the answer latency."""
-    return _phase_reward(lambda r: r.deep_valid, lambda r: beta * r.answer_latency_s / tau)
+    return _phase_reward(
+        (lambda r: r.deep_valid) if with_format else None,
+        (lambda r: beta * r.answer_latency_s / tau) if with_time else None,
+    )
 
 
 def unit_rewards(

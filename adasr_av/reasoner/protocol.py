@@ -95,8 +95,10 @@ def question_span(question: str, instruction: str = DEFAULT_INSTRUCTION) -> str:
     return f"{instruction}{question.strip()}{QUESTION_END}"
 
 
-def chunk_span(text: str) -> str:
-    return f"{text.strip()}{CHUNK_END}"
+def chunk_span(text: str, lag_s: float | None = None) -> str:
+    """Environment span of one chunk; `lag_s` (HRPO's optional hint) says how long it waited."""
+    hint = f" (lag {lag_s:.1f} s)" if lag_s is not None else ""
+    return f"{text.strip()}{hint}{CHUNK_END}"
 
 
 def stream_end_span() -> str:

@@ -62,6 +62,7 @@ class ReasonerOptions:
     max_answer_tokens: int = 32
     max_total_tokens: int = 4096
     instruction: str = DEFAULT_INSTRUCTION
+    lag_hint: bool = False  # append each chunk's current lag to its span (HRPO option)
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ class StreamingReasoner:
         prompt = self._span_ids(question_span(question, self.options.instruction))
         if self._tokenizer_adds_bos():
             prompt = [self.tokenizer.bos_token_id, *prompt]
-        wall = self._prefill(prompt, "prompt")
+        wall = self._prefill([prompt] * self.group_size, "prompt")
         for row in self.rollouts:
             row.schedule.run(0.0, self.clock.duration(len(prompt), 0, wall))
 
@@ -187,9 +188,9 @@ class StreamingReasoner:
                 begin, done = row.schedule.run(a_i, 0.0)
                 row.emit("chunk", chunk.text, index, 0, a_i, begin, done, empty=True)
             return self.events[-1]
-        ids = self._span_ids(chunk_span(chunk.text))
-        wall = self._prefill(ids, "stream")
-        for row in self.rollouts:
+        spans = [self._span_ids(chunk_span(chunk.text, self._lag_hint(row, a_i))) for row in self.rollouts]
+        wall = self._prefill(spans, "stream")
+        for row, ids in zip(self.rollouts, spans, strict=True):
             begin, done = row.schedule.run(a_i, self.clock.duration(len(ids), 0, wall))
             row.emit("chunk", chunk.text, index, len(ids), a_i, begin, done, lag_s=round(lag(begin, a_i), 4))
         self._unit(index, a_i)
@@ -206,7 +207,7 @@ class StreamingReasoner:
         t_end = max(self.t_last_avail, t_stream_end or 0.0)
         n_before = len(self.events)
         ids = self._span_ids(stream_end_span())
-        wall = self._prefill(ids, "deep")
+        wall = self._prefill([ids] * self.group_size, "deep")
         begins = [row.schedule.run(t_end, self.clock.duration(len(ids), 0, wall))[0] for row in self.rollouts]
 
         deep_caps = [min(self.options.max_deep_tokens, self._budget_left(row)) for row in self.rollouts]
@@ -289,9 +290,10 @@ class StreamingReasoner:
 
     # --- model work -------------------------------------------------------------------------
 
-    def _prefill(self, ids: list[int], phase: Phase) -> float:
-        """Run pending tokens plus an environment span through the model; returns wall seconds."""
-        for row in self.rollouts:
+    def _prefill(self, spans: list[list[int]], phase: Phase) -> float:
+        """Run pending tokens plus each row's environment span through the model; returns wall
+        seconds. The rows' spans are the same unless the lag hint makes them differ."""
+        for row, ids in zip(self.rollouts, spans, strict=True):
             row.append(ids, "env", phase)
         return self._forward()
 
@@ -401,6 +403,9 @@ class StreamingReasoner:
         return streaming_overflow([done_by_chunk[c.chunk_index] for c in chunks], [c.t_avail for c in chunks])
 
     # --- helpers ----------------------------------------------------------------------------
+
+    def _lag_hint(self, row: Rollout, a_i: float) -> float | None:
+        return max(0.0, lag(row.schedule.busy_until, a_i)) if self.options.lag_hint else None
 
     def _span_ids(self, text: str) -> list[int]:
         return encode_span(self.tokenizer, text)

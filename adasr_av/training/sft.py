@@ -135,18 +135,33 @@ def _load_model(config: SFTConfig, stories: list[StreamedStory], output: Path):
     else:
         model, tokenizer = load_reasoner_model(m.init)
     if m.lora:
-        from peft import LoraConfig, get_peft_model
-
-        # A base model that never saw the protocol tokens has untrained rows for them: train those
-        # rows too (peft's trainable tokens), not the whole embedding matrix.
-        protocol = tokenizer.convert_tokens_to_ids(list(PROTOCOL_TOKENS))
-        lora = LoraConfig(
-            r=m.lora_r, lora_alpha=m.lora_alpha, lora_dropout=m.lora_dropout,
-            target_modules=m.lora_targets, task_type="CAUSAL_LM",
-            trainable_token_indices=protocol if m.lora_train_protocol_tokens else None,
-        )  # fmt: skip
-        model = get_peft_model(model, lora)
+        model = with_lora(model, tokenizer, m)
     return model.train(), tokenizer
+
+
+def with_lora(model, tokenizer, m: ModelConfig):
+    """The model wrapped with LoRA adapters as `m` describes."""
+    from peft import LoraConfig, get_peft_model
+
+    # A base model that never saw the protocol tokens has untrained rows for them: train those
+    # rows too (peft's trainable tokens), not the whole embedding matrix.
+    protocol = tokenizer.convert_tokens_to_ids(list(PROTOCOL_TOKENS))
+    lora = LoraConfig(
+        r=m.lora_r, lora_alpha=m.lora_alpha, lora_dropout=m.lora_dropout,
+        target_modules=m.lora_targets, task_type="CAUSAL_LM",
+        trainable_token_indices=protocol if m.lora_train_protocol_tokens else None,
+    )  # fmt: skip
+    return get_peft_model(model, lora)
+
+
+def adamw(model, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters; no weight decay on biases, norms and other vectors."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
 
 
 def latest_checkpoint(output: Path) -> Path | None:
@@ -191,14 +206,7 @@ def train_sft(config: SFTConfig, progress: bool = True) -> Path:
     steps_per_epoch = batches_per_epoch // (t.grad_accum * accelerator.num_processes)
     total_steps = t.max_steps or steps_per_epoch * t.epochs
     epochs = math.ceil(total_steps / max(steps_per_epoch, 1))
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=t.lr, betas=(0.9, 0.95),
-    )  # fmt: skip
+    optimizer = adamw(model, t.lr, t.weight_decay)
     scheduler = get_cosine_with_min_lr_schedule_with_warmup(
         optimizer, t.warmup_steps, total_steps, min_lr_rate=t.min_lr_ratio
     )
@@ -258,7 +266,7 @@ def train_sft(config: SFTConfig, progress: bool = True) -> Path:
             with log_path.open("a") as log:
                 log.write(json.dumps(record) + "\n")
         if step % t.save_every == 0 or out_of_time:
-            _save_checkpoint(accelerator, output, step)
+            save_checkpoint(accelerator, output, step)
         if out_of_time:
             accelerator.print(f"adasr-av: time limit of {t.max_minutes} min reached at step {step}")
             break
@@ -267,7 +275,7 @@ def train_sft(config: SFTConfig, progress: bool = True) -> Path:
         v = validation_loss(model, valid, t.batch_size, pad, accelerator)
         with log_path.open("a") as log:
             log.write(json.dumps({"step": step, "valid_loss": round(v, 4)}) + "\n")
-    return _save_final(accelerator, model, tokenizer, output)
+    return save_final(accelerator, model, tokenizer, output)
 
 
 @torch.no_grad()
@@ -287,7 +295,7 @@ def validation_loss(model, examples: list[Example], batch_size: int, pad: int, a
     return total / max(count, 1)
 
 
-def _save_checkpoint(accelerator, output: Path, step: int) -> None:
+def save_checkpoint(accelerator, output: Path, step: int) -> None:
     folder = output / "checkpoints" / f"step-{step}"
     accelerator.save_state(str(folder))
     if accelerator.is_main_process:
@@ -297,7 +305,7 @@ def _save_checkpoint(accelerator, output: Path, step: int) -> None:
                 shutil.rmtree(old, ignore_errors=True)
 
 
-def _save_final(accelerator, model, tokenizer, output: Path) -> Path:
+def save_final(accelerator, model, tokenizer, output: Path) -> Path:
     final = output / "final"
     accelerator.wait_for_everyone()
     model = accelerator.unwrap_model(model)

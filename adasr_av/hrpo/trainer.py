@@ -1,0 +1,364 @@
+"""The HRPO trainer: sample groups of streaming rollouts, score them in stream seconds, give every
+model-written token its hierarchical advantage, and take clipped policy-gradient steps.
+
+One step takes `prompts_per_step` stories in a fixed order (a pure function of seed and epoch) and
+samples each with seeds derived from (seed, step, story), so a run killed and resumed from its last
+checkpoint continues exactly as if it had never stopped. lambda = 0 is GRPO.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from adasr_av.data.dataset import StreamedStory, read_dataset
+from adasr_av.errors import AdasrError
+from adasr_av.evaluation import summarise
+from adasr_av.hrpo.advantages import Granularity, token_advantages
+from adasr_av.hrpo.loss import clipped_surrogate, policy_batch, token_logprobs
+from adasr_av.hrpo.rewards import (
+    RewardFn,
+    accuracy_reward,
+    adaptive_time_reward,
+    deep_reward,
+    format_reward,
+    stream_reward,
+    unit_rewards,
+)
+from adasr_av.hrpo.rollouts import SampledRollout, sample_group
+from adasr_av.reasoner.sampling import SamplingOptions
+from adasr_av.reasoner.session import ReasonerOptions, StreamingReasoner
+from adasr_av.timing import CostModelClock, load_cost_model
+from adasr_av.training.sft import (
+    ModelConfig,
+    adamw,
+    latest_checkpoint,
+    save_checkpoint,
+    save_final,
+    with_lora,
+)
+
+BUILTIN_REWARDS = ("format", "accuracy", "time")
+
+
+@dataclass
+class RolloutConfig:
+    group_size: int = 8
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_unit_tokens: int = 96
+    max_deep_tokens: int = 256
+    lag_hint: bool = False  # tell the model each chunk's current lag inside its span
+    cost_profile: str = "paper"  # the clock of the latency reward: "paper" or a calibrate JSON
+
+
+@dataclass
+class ObjectiveConfig:
+    lam: float = 0.5  # token advantage (1 - lam) * A_global + lam * A_phase; 0 is GRPO
+    granularity: Granularity = "stage"
+    rewards: list[str] = field(default_factory=lambda: list(BUILTIN_REWARDS))  # or "module:function"
+    alpha: float = 1.0  # weight of streaming overflow in the time reward
+    beta: float = 1.0  # weight of answer latency
+    tau: float = 5.0  # time scale, stream seconds
+    eps_low: float = 0.2
+    eps_high: float = 0.28
+    kl_coef: float = 0.0  # KL to the reference (the base with adapters off, under LoRA)
+    drop_zero_variance: bool = True  # groups whose rollouts all got the same reward teach nothing
+    updates_per_batch: int = 1  # optimizer steps on each batch of rollouts (>1 makes clipping bite)
+
+
+@dataclass
+class HRPODataConfig:
+    train: str = ""
+    max_stories: int = 0  # 0: all
+
+
+@dataclass
+class HRPOTrainConfig:
+    output: str = ""
+    seed: int = 0
+    prompts_per_step: int = 4
+    micro_batch: int = 8  # sequences per forward/backward
+    lr: float = 1e-5
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    max_steps: int = 100
+    save_every: int = 20
+    max_minutes: float = 0.0  # 0: no limit; else stop, checkpoint and save when reached
+
+
+@dataclass
+class HRPOConfig:
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(init=""))
+    data: HRPODataConfig = field(default_factory=HRPODataConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    hrpo: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    train: HRPOTrainConfig = field(default_factory=HRPOTrainConfig)
+
+
+def reward_functions(o: ObjectiveConfig) -> list[RewardFn]:
+    """The global reward's terms: the built-in names, or `package.module:function` of a user's own."""
+    builtin = {
+        "format": format_reward,
+        "accuracy": accuracy_reward,
+        "time": adaptive_time_reward(o.alpha, o.beta, o.tau),
+    }
+    fns = []
+    for name in o.rewards:
+        if name in builtin:
+            fns.append(builtin[name])
+            continue
+        module, _, attr = name.partition(":")
+        try:
+            fns.append(getattr(importlib.import_module(module), attr))
+        except (ImportError, AttributeError, ValueError):
+            known = ", ".join(BUILTIN_REWARDS)
+            raise AdasrError(
+                f"config: key 'hrpo.rewards': unknown reward {name!r} (use {known} or module:function)"
+            ) from None
+    return fns
+
+
+def check_config(config: HRPOConfig) -> None:
+    t, r, o = config.train, config.rollout, config.hrpo
+    required = (
+        ("train.output", t.output),
+        ("data.train", config.data.train),
+        ("model.init", config.model.init),
+    )
+    for key, value in required:
+        if not value:
+            raise AdasrError(f"config: key '{key}' is required")
+    if config.model.init == "scratch":
+        raise AdasrError(
+            "config: key 'model.init' must be a trained model (HRPO starts from a supervised one)"
+        )
+    checks = (
+        ("rollout.group_size", r.group_size >= 2, "at least 2 (advantages compare rollouts in a group)"),
+        ("rollout.temperature", r.temperature > 0, "positive"),
+        ("hrpo.lam", 0.0 <= o.lam <= 1.0, "in [0, 1]"),
+        ("hrpo.eps_low", 0.0 <= o.eps_low < 1.0, "in [0, 1)"),
+        ("hrpo.eps_high", o.eps_high >= 0.0, "non-negative"),
+        ("hrpo.tau", o.tau > 0, "positive"),
+        ("hrpo.updates_per_batch", o.updates_per_batch >= 1, "at least 1"),
+        ("train.prompts_per_step", t.prompts_per_step >= 1, "at least 1"),
+        ("train.max_steps", t.max_steps >= 1, "at least 1"),
+    )
+    for key, ok, what in checks:
+        if not ok:
+            raise AdasrError(f"config: key '{key}' must be {what}")
+
+
+def load_prompts(path: str, limit: int = 0) -> list[StreamedStory]:
+    """The training stories; each needs its reference answer (the accuracy reward compares to it)."""
+    stories = []
+    try:
+        for story in read_dataset(path, need_answer=True):
+            stories.append(story)
+            if limit and len(stories) >= limit:
+                break
+    except AdasrError as err:
+        if "answer" in str(err):
+            raise AdasrError(f"HRPO needs a reference answer for every story: {err}") from None
+        raise
+    if not stories:
+        raise AdasrError(f"dataset {path}: no stories")
+    return stories
+
+
+def prompt_order(n: int, seed: int, step: int, per_step: int) -> list[int]:
+    """The story indices of `step`: a fresh permutation every epoch, fixed by the seed."""
+    out = []
+    for k in range(step * per_step, (step + 1) * per_step):
+        epoch, i = divmod(k, n)
+        order = list(range(n))
+        random.Random(f"hrpo:{seed}:{epoch}").shuffle(order)
+        out.append(order[i])
+    return out
+
+
+def group_step(
+    model, tokenizer, story: StreamedStory, config: HRPOConfig, clock, sample_seed: int
+) -> tuple[list[SampledRollout], list[list[float]], list[float]]:
+    """Sample one group and give each token its advantage; returns rollouts, advantages, rewards."""
+    r, o = config.rollout, config.hrpo
+    sampling = SamplingOptions(do_sample=True, temperature=r.temperature, top_p=r.top_p, seed=sample_seed)
+    options = ReasonerOptions(
+        sampling=sampling,
+        max_unit_tokens=r.max_unit_tokens,
+        max_deep_tokens=r.max_deep_tokens,
+        lag_hint=r.lag_hint,
+    )
+    reasoner = StreamingReasoner(model, tokenizer, options, clock, group_size=r.group_size)
+    rollouts = sample_group(reasoner, story)
+    scored = [x.scored for x in rollouts]
+    records = [story.record] * len(rollouts)
+    global_rewards = [sum(v) for v in zip(*(fn(scored, records) for fn in reward_functions(o)), strict=True)]
+    with_format, with_time = "format" in o.rewards, "time" in o.rewards
+    stream = stream_reward(o.alpha, o.tau, with_format, with_time)(scored, records)
+    deep = deep_reward(o.beta, o.tau, with_format, with_time)(scored, records)
+    units = unit_rewards(scored, o.alpha, o.tau) if o.granularity == "unit" else None
+    labels = [x.labels for x in rollouts]
+    advantages = token_advantages(labels, global_rewards, stream, deep, o.lam, o.granularity, units)
+    return rollouts, advantages, global_rewards
+
+
+def train_hrpo(config: HRPOConfig, progress: bool = True) -> Path:
+    """Train; returns the folder of the final model."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    from adasr_av.reasoner.loading import load_reasoner_model
+    from adasr_av.training.plot import plot_log
+
+    check_config(config)
+    t, o = config.train, config.hrpo
+    output = Path(t.output)
+    final = output / "final"
+    if (final / "config.json").is_file():
+        print(f"adasr-av: {final} is already trained (delete it to train again)")
+        return final
+    stories = load_prompts(config.data.train, config.data.max_stories)
+    reward_functions(o)  # unknown reward names fail before the model loads
+    clock = CostModelClock(load_cost_model(config.rollout.cost_profile))
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "config.json").write_text(json.dumps(asdict(config), indent=2))
+
+    accelerator = Accelerator()
+    set_seed(t.seed)
+    model, tokenizer = load_reasoner_model(config.model.init, dtype=torch.float32)
+    reference = None
+    if config.model.lora:
+        model = with_lora(model, tokenizer, config.model)
+    elif o.kl_coef:
+        reference, _ = load_reasoner_model(config.model.init, dtype=torch.float32)
+        reference = reference.to(accelerator.device).requires_grad_(False)
+    optimizer = adamw(model, t.lr, t.weight_decay)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    step = 0
+    checkpoint = latest_checkpoint(output)
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        step = json.loads((checkpoint / "trainer_state.json").read_text())["step"]
+        accelerator.print(f"adasr-av: resuming from {checkpoint} (step {step} of {t.max_steps})")
+
+    log_path = output / "log.jsonl"
+    rank, world = accelerator.process_index, accelerator.num_processes
+    bar = tqdm(total=t.max_steps, initial=step, desc="hrpo", disable=not progress, unit="step")
+    started = time.time()
+    while step < t.max_steps:
+        indices = prompt_order(len(stories), t.seed, step, t.prompts_per_step)
+        policy = accelerator.unwrap_model(model).eval()
+        groups, dropped = [], 0
+        for k, index in enumerate(indices):
+            if k % world != rank:
+                continue
+            rollouts, advantages, rewards = group_step(
+                policy, tokenizer, stories[index], config, clock, sample_seed=_sampling_seed(t.seed, step, k)
+            )
+            groups.append((rollouts, advantages, rewards))
+            dropped += o.drop_zero_variance and max(rewards) == min(rewards)
+        policy.train()
+        kept = [g for g in groups if not (o.drop_zero_variance and max(g[2]) == min(g[2]))]
+        stats = _update(model, optimizer, accelerator, kept, pad, o, t, reference)
+        step += 1
+        bar.update(1)
+        record = _log_record(step, groups, dropped, stats, clock, time.time() - started)
+        bar.set_postfix(reward=f"{record['reward']:.2f}", acc=f"{record['accuracy']:.2f}")
+        if accelerator.is_main_process:
+            with log_path.open("a") as log:
+                log.write(json.dumps(record) + "\n")
+        out_of_time = t.max_minutes and time.time() - started > t.max_minutes * 60
+        if step % t.save_every == 0 or out_of_time or step == t.max_steps:
+            save_checkpoint(accelerator, output, step)
+        if out_of_time:
+            accelerator.print(f"adasr-av: time limit of {t.max_minutes} min reached at step {step}")
+            break
+    bar.close()
+    if accelerator.is_main_process:
+        plot_log(log_path, output / "log.png")
+    return save_final(accelerator, model, tokenizer, output)
+
+
+def _sampling_seed(seed: int, step: int, k: int) -> int:
+    return random.Random(f"sample:{seed}:{step}:{k}").randrange(2**31)
+
+
+def _update(
+    model, optimizer, accelerator, groups, pad: int, o: ObjectiveConfig, t: HRPOTrainConfig, reference
+):
+    """`updates_per_batch` clipped policy-gradient steps on this step's rollouts."""
+    sequences = [r.tokens for rollouts, _, _ in groups for r in rollouts]
+    if not sequences:
+        return {"loss": 0.0, "clip_fraction": 0.0, "kl": 0.0, "tokens": 0}
+    masks = [[p != "env" for p in r.labels.phase] for rollouts, _, _ in groups for r in rollouts]
+    advantages = [a for _, adv, _ in groups for a in adv]
+    batches = []
+    for start in range(0, len(sequences), t.micro_batch):
+        end = start + t.micro_batch
+        batch = policy_batch(sequences[start:end], masks[start:end], advantages[start:end], pad)
+        batch = {k: v.to(accelerator.device) for k, v in vars(batch).items()}
+        with torch.no_grad():
+            batch["old_logp"] = token_logprobs(model, batch["input_ids"], batch["attention_mask"])
+            if reference is not None or (o.kl_coef and hasattr(model, "disable_adapter")):
+                batch["ref_logp"] = _reference_logprobs(accelerator.unwrap_model(model), reference, batch)
+        batches.append(batch)
+    n_tokens = int(sum(b["loss_mask"].sum() for b in batches))
+    totals = {"loss": 0.0, "clip_fraction": 0.0, "kl": 0.0, "tokens": n_tokens}
+    for _ in range(o.updates_per_batch):
+        for batch in batches:
+            logp = token_logprobs(model, batch["input_ids"], batch["attention_mask"])
+            loss, stats = clipped_surrogate(
+                logp, batch["old_logp"], batch["advantages"], batch["loss_mask"], o.eps_low, o.eps_high,
+                batch.get("ref_logp"), o.kl_coef, n_tokens,
+            )  # fmt: skip
+            accelerator.backward(loss)
+            share = stats.tokens / max(n_tokens, 1) / o.updates_per_batch
+            totals["loss"] += loss.item() / o.updates_per_batch
+            totals["clip_fraction"] += stats.clip_fraction * share
+            totals["kl"] += stats.kl * share
+        accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad()
+    return totals
+
+
+@torch.no_grad()
+def _reference_logprobs(model, reference, batch) -> torch.Tensor:
+    if reference is not None:
+        return token_logprobs(reference, batch["input_ids"], batch["attention_mask"])
+    with model.disable_adapter():  # LoRA: the base model is the reference
+        return token_logprobs(model, batch["input_ids"], batch["attention_mask"])
+
+
+def _log_record(step: int, groups, dropped: int, stats: dict, clock, elapsed: float) -> dict:
+    results = [r.result for rollouts, _, _ in groups for r in rollouts]
+    rewards = [x for _, _, rw in groups for x in rw]
+    report = summarise(results, model="", data="", mode="streaming", clock=clock)
+    return {
+        "step": step,
+        "reward": round(sum(rewards) / max(len(rewards), 1), 4),
+        "accuracy": round(report.accuracy, 4),
+        "format": round(report.format_validity, 4),
+        "stream_tokens": round(report.mean_stream_tokens, 2),
+        "deep_tokens": round(report.mean_deep_tokens, 2),
+        "skip_distractor": report.skip_rate_distractor,
+        "skip_informative": report.skip_rate_informative,
+        "answer_latency_s": round(report.answer_latency_mean_s, 4),
+        "overflow_s": round(report.overflow_mean_s, 4),
+        "loss": round(stats["loss"], 5),
+        "clip_fraction": round(stats["clip_fraction"], 4),
+        "kl": round(stats["kl"], 5),
+        "groups": len(groups),
+        "dropped_groups": int(dropped),
+        "elapsed_s": round(elapsed, 1),
+    }
