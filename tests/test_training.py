@@ -22,6 +22,7 @@ from adasr_av.data.stories import generate_story
 from adasr_av.data.streamed import text_record
 from adasr_av.data.teacher import gold_spans
 from adasr_av.errors import AdasrError
+from adasr_av.hrpo.trainer import HRPOConfig
 from adasr_av.reasoner.protocol import encode_span
 from adasr_av.reasoner.scratch import train_tokenizer
 from adasr_av.training.config import load_config
@@ -87,9 +88,9 @@ def test_config_errors_name_the_key(tmp_path, text, message):
 
 def test_shipped_configs_load():
     paths = sorted(Path("training").glob("*/*.toml"))
-    assert {"sft.toml", "rtt.toml", "sft-lora.toml"} <= {p.name for p in paths}
+    assert {"sft.toml", "rtt.toml", "sft-lora.toml", "hrpo.toml"} <= {p.name for p in paths}
     for path in paths:
-        config = load_config(path, SFTConfig)
+        config = load_config(path, HRPOConfig if path.name.startswith("hrpo") else SFTConfig)
         assert config.train.output and config.data.train
 
 

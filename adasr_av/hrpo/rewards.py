@@ -27,6 +27,8 @@ class ScoredRollout:
     overflow_s: float  # streaming work that delayed the next chunk, stream seconds
     answer_latency_s: float
     unit_overflow_s: dict[int, float] = field(default_factory=dict)  # per chunk index
+    stream_tokens: int = 0  # written in units
+    deep_tokens: int = 0  # written after the stream ended (deep reasoning and answer)
 
 
 def format_reward(rollouts: Sequence[ScoredRollout], records: Sequence[dict]) -> list[float]:

@@ -80,6 +80,8 @@ def scored_rollout(events: list[Event], result: StoryResult) -> ScoredRollout:
         overflow_s=result.overflow_s,
         answer_latency_s=result.answer_latency_s,
         unit_overflow_s=unit_overflow(events),
+        stream_tokens=result.stream_tokens,
+        deep_tokens=result.deep_tokens,
     )
 
 

@@ -1,0 +1,186 @@
+"""HRPO end to end on tiny models: rollout labels, the loss, the trainer, resume and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_group_session import run_group
+
+from adasr_av.cli import main
+from adasr_av.data.stories import generate_story
+from adasr_av.data.streamed import text_record
+from adasr_av.hrpo.loss import clipped_surrogate, policy_batch, token_logprobs
+from adasr_av.hrpo.rollouts import token_labels
+
+# --- rollouts and loss ------------------------------------------------------------------------------
+
+
+def test_token_labels_follow_the_spans(trained_model, tokenizer):
+    reasoner, _ = run_group(trained_model, tokenizer, group_size=3)
+    ids = reasoner.ids
+    for row in reasoner.rollouts:
+        labels = token_labels(row, ids)
+        assert len(labels.phase) == len(row.sequence)
+        for span in row.spans:
+            phases = set(labels.phase[span.start : span.end])
+            if span.role != "model":
+                assert phases == {"env"}  # environment and runtime-closed tokens are never trained
+            elif span.phase == "stream":
+                assert phases == {"stream"} and set(labels.unit[span.start : span.end]) == {span.unit}
+            else:
+                assert phases == {"deep"}
+        closing = {ids.think_end, ids.skip, ids.reason_end, ids.answer_end}
+        for t, (token, phase, boundary) in enumerate(
+            zip(row.sequence, labels.phase, labels.boundary, strict=True)
+        ):
+            assert boundary == (phase != "env" and token in closing), t
+
+
+def test_recomputed_logprobs_ignore_padding(trained_model, tokenizer):
+    reasoner, _ = run_group(trained_model, tokenizer, group_size=4)
+    rows = reasoner.rollouts
+    assert len({len(r.sequence) for r in rows}) > 1, "equal lengths: no padding to test"
+    masks = [[True] * len(r.sequence) for r in rows]
+    batch = policy_batch([r.sequence for r in rows], masks, [[0.0] * len(r.sequence) for r in rows], pad_id=0)
+    with torch.no_grad():
+        padded = token_logprobs(trained_model, batch.input_ids, batch.attention_mask)
+        for b, row in enumerate(rows):
+            ids = torch.tensor([row.sequence])
+            alone = token_logprobs(trained_model, ids, torch.ones_like(ids))[0]
+            torch.testing.assert_close(padded[b, : len(row.sequence) - 1], alone, atol=1e-4, rtol=1e-4)
+    assert batch.loss_mask[0].sum() == len(rows[0].sequence) - 1
+
+
+def test_clipped_surrogate_by_hand():
+    old = torch.zeros(1, 3)
+    logp = torch.log(torch.tensor([[1.5, 0.5, 1.0]])).requires_grad_(True)
+    adv = torch.tensor([[1.0, -1.0, 2.0]])
+    loss, stats = clipped_surrogate(logp, old, adv, torch.ones(1, 3), eps_low=0.2, eps_high=0.28)
+    # token 0: min(1.5, 1.28) -> -1.28; token 1: min(-0.5, -0.8) -> 0.8; token 2: -2
+    assert loss.item() == pytest.approx((-1.28 + 0.8 - 2.0) / 3)
+    assert stats.clip_fraction == pytest.approx(2 / 3)
+    loss.backward()
+    # clipped tokens pass no gradient; token 2: d(-r A)/dlogp = -r A / 3
+    torch.testing.assert_close(logp.grad, torch.tensor([[0.0, 0.0, -2.0 / 3]]))
+
+
+def test_kl_term_is_zero_at_the_reference_and_positive_away():
+    logp = torch.log(torch.tensor([[0.5, 0.25]]))
+    zero = torch.zeros(1, 2)
+    _, at_ref = clipped_surrogate(logp, logp, zero, torch.ones(1, 2), ref_logp=logp, kl_coef=0.1)
+    _, away = clipped_surrogate(logp, logp, zero, torch.ones(1, 2), ref_logp=logp - 0.5, kl_coef=0.1)
+    assert at_ref.kl == pytest.approx(0.0) and away.kl > 0.1
+
+
+# --- trainer ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sft_model(tmp_path_factory):
+    """A tiny supervised model to start HRPO from, and its training stories."""
+    folder = tmp_path_factory.mktemp("hrpo")
+    data = folder / "train.jsonl"
+    data.write_text("".join(json.dumps(text_record(generate_story(0, "train", i))) + "\n" for i in range(48)))
+    config = folder / "sft.toml"
+    config.write_text(
+        "[model]\nhidden = 48\nlayers = 2\nhead_dim = 16\nvocab_size = 400\ntokenizer_stories = 48\n"
+        f'[data]\ntrain = "{data}"\nadaptive_fraction = 0.5\n'
+        f'[train]\noutput = "{folder / "sft"}"\nmax_steps = 40\nbatch_size = 8\nlr = 5e-3\nwarmup_steps = 2\n'
+    )
+    assert main(["train", "sft", "--config", str(config), "--no-progress"]) == 0
+    return folder
+
+
+def hrpo_config(folder, output: str, steps: int, **sections) -> str:
+    tables = {
+        "model": {"init": f'"{folder / "sft" / "final"}"'},
+        "data": {"train": f'"{folder / "train.jsonl"}"'},
+        "rollout": {"group_size": 4, "max_unit_tokens": 12, "max_deep_tokens": 24},
+        "hrpo": {"rewards": '["format", "accuracy", "time", "hrpo_user_rewards:shorter_units"]'},
+        "train": {"output": f'"{folder / output}"', "max_steps": steps, "prompts_per_step": 2, "lr": 1e-3,
+                  "save_every": 1},
+    }  # fmt: skip
+    for key, value in sections.items():
+        section, name = key.split("__")
+        tables[section][name] = value
+    text = "".join(f"[{s}]\n" + "".join(f"{k} = {v}\n" for k, v in t.items()) for s, t in tables.items())
+    path = folder / f"{output}.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_hrpo_trains_logs_plots_and_changes_the_policy(sft_model):
+    config = hrpo_config(sft_model, "run", 3)
+    assert main(["train", "hrpo", "--config", config, "--no-progress"]) == 0
+    out = sft_model / "run"
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3]
+    keys = {"reward", "accuracy", "stream_tokens", "deep_tokens", "skip_distractor", "skip_informative",
+            "answer_latency_s", "clip_fraction", "loss", "dropped_groups"}  # fmt: skip
+    assert keys <= log[0].keys()
+    assert (out / "log.png").stat().st_size > 10_000
+    before = load_file(sft_model / "sft" / "final" / "model.safetensors")
+    after = load_file(out / "final" / "model.safetensors")
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_hrpo_killed_and_resumed_matches_an_uninterrupted_run(sft_model):
+    """A real SIGKILL after the second step's checkpoint, then a rerun: the same final weights."""
+    straight = hrpo_config(sft_model, "straight", 4)
+    assert main(["train", "hrpo", "--config", straight, "--no-progress"]) == 0
+    killed = hrpo_config(sft_model, "killed", 4)
+    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": os.path.dirname(__file__)}
+    cmd = [sys.executable, "-m", "adasr_av.cli", "train", "hrpo", "--config", killed, "--no-progress"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = sft_model / "killed" / "checkpoints" / "step-2" / "trainer_state.json"
+    deadline = time.time() + 300
+    while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert checkpoint.exists() and not (sft_model / "killed" / "final").exists()
+    assert main(["train", "hrpo", "--config", killed, "--no-progress"]) == 0
+    a = load_file(sft_model / "straight" / "final" / "model.safetensors")
+    b = load_file(sft_model / "killed" / "final" / "model.safetensors")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+    logs = [(sft_model / name / "log.jsonl").read_text().splitlines() for name in ("straight", "killed")]
+    strip = [[{k: v for k, v in json.loads(x).items() if k != "elapsed_s"} for x in log] for log in logs]
+    assert strip[1][-2:] == strip[0][-2:]  # the resumed steps sampled and scored the same rollouts
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("hrpo.lamda=0.5", "unknown key 'hrpo.lamda'"),
+        ('rollout.group_size="8"', "key 'rollout.group_size' must be an integer"),
+        ('hrpo.granularity="sentence"', "key 'hrpo.granularity' must be 'stage' or 'unit' or 'boundary'"),
+        ("hrpo.lam=1.5", "key 'hrpo.lam' must be in [0, 1]"),
+        ("rollout.group_size=1", "key 'rollout.group_size' must be at least 2"),
+        ('hrpo.rewards=["acuracy"]', "unknown reward 'acuracy'"),
+    ],
+)
+def test_hrpo_bad_config_names_the_key(sft_model, capsys, override, message):
+    config = hrpo_config(sft_model, "bad", 1)
+    assert main(["train", "hrpo", "--config", config, "--set", override]) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+
+
+def test_hrpo_refuses_a_dataset_without_answers(sft_model, capsys):
+    path = sft_model / "no-answers.jsonl"
+    records = [json.loads(line) for line in (sft_model / "train.jsonl").read_text().splitlines()[:3]]
+    del records[1]["answer"]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    config = hrpo_config(sft_model, "noanswer", 1, data__train=f'"{path}"')
+    assert main(["train", "hrpo", "--config", config]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "HRPO needs a reference answer" in err and f"{path}, line 2" in err and "'answer'" in err
