@@ -94,6 +94,17 @@ def test_shipped_configs_load():
         assert config.train.output and config.data.train
 
 
+def test_accelerate_configs_name_a_parameter_whole_setup():
+    import yaml
+
+    configs = sorted(Path("training/qwen3/accelerate").glob("*.yaml"))
+    assert len(configs) >= 2
+    for path in configs:
+        config = yaml.safe_load(path.read_text())
+        assert config["distributed_type"] in ("MULTI_GPU", "DEEPSPEED"), path
+        assert config.get("deepspeed_config", {}).get("zero_stage", 2) <= 2, path
+
+
 # --- sequences ---------------------------------------------------------------------------------------
 
 

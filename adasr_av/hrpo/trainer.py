@@ -232,14 +232,16 @@ def train_hrpo(config: HRPOConfig, progress: bool = True) -> Path:
     (output / "config.json").write_text(json.dumps(asdict(config), indent=2))
 
     accelerator = Accelerator()
+    _refuse_sharded_parameters(accelerator)
     set_seed(t.seed)
-    model, tokenizer = load_reasoner_model(config.model.init, dtype=torch.float32)
+    m = config.model
+    model, tokenizer = load_reasoner_model(m.init, device=str(accelerator.device), dtype=m.dtype)
     reference = None
-    if config.model.lora:
-        model = with_lora(model, tokenizer, config.model)
+    if m.lora:
+        model = with_lora(model, tokenizer, m)
     elif o.kl_coef:
-        reference, _ = load_reasoner_model(config.model.init, dtype=torch.float32)
-        reference = reference.to(accelerator.device).requires_grad_(False)
+        reference, _ = load_reasoner_model(m.init, device=str(accelerator.device), dtype=m.dtype)
+        reference.requires_grad_(False)
     optimizer = adamw(model, t.lr, t.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -287,6 +289,19 @@ def train_hrpo(config: HRPOConfig, progress: bool = True) -> Path:
     if accelerator.is_main_process:
         plot_log(log_path, output / "log.png")
     return save_final(accelerator, model, tokenizer, output)
+
+
+def _refuse_sharded_parameters(accelerator) -> None:
+    """Rollouts generate with the whole model on each process: FSDP and ZeRO-3 split it."""
+    from accelerate.utils import DistributedType
+
+    kind = accelerator.distributed_type
+    stage = getattr(getattr(accelerator.state, "deepspeed_plugin", None), "zero_stage", 0)
+    if kind == DistributedType.FSDP or (kind == DistributedType.DEEPSPEED and stage == 3):
+        raise AdasrError(
+            "HRPO rollouts need the whole model on each process: use DDP or DeepSpeed ZeRO-2 "
+            "(training/qwen3/accelerate/), not FSDP or ZeRO-3"
+        )
 
 
 def _sampling_seed(seed: int, step: int, k: int) -> int:

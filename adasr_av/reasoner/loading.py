@@ -38,8 +38,12 @@ def _looks_like_path(name: str) -> bool:
 
 
 def resolve_source(name_or_path: str, what: str = "model", marker: str = "config.json") -> str:
-    """A checked local folder holding `marker`, or a hub id passed on; AdasrError for a bad folder."""
+    """A checked local folder holding `marker`, a bundled model's name (`tiny-streaming-sft`), or a
+    hub id passed on; AdasrError for a bad folder."""
     path = Path(name_or_path).expanduser()
+    bundled = bundled_model(name_or_path) if what == "model" and "/" not in name_or_path else None
+    if bundled is not None and not path.exists():
+        return str(bundled)
     if path.exists():
         if not path.is_dir():
             raise AdasrError(f"{what} {name_or_path}: not a folder")

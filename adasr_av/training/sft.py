@@ -27,7 +27,8 @@ from adasr_av.training.sequences import Example, encode_story, iterate_batches, 
 
 @dataclass
 class ModelConfig:
-    init: str = "scratch"  # "scratch", or a model folder or hub id to fine-tune
+    init: str = "scratch"  # "scratch", or a model folder, bundled model name or hub id to fine-tune
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # weights of a loaded model
     arch: Literal["qwen3", "gpt2"] = "qwen3"  # scratch only, like the four below
     hidden: int = 256
     layers: int = 6
@@ -133,7 +134,7 @@ def _load_model(config: SFTConfig, stories: list[StreamedStory], output: Path):
     if m.init == "scratch":
         model, tokenizer = _scratch_model(config, stories, output / "init")
     else:
-        model, tokenizer = load_reasoner_model(m.init)
+        model, tokenizer = load_reasoner_model(m.init, dtype=m.dtype)
     if m.lora:
         model = with_lora(model, tokenizer, m)
     return model.train(), tokenizer

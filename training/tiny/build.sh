@@ -9,7 +9,7 @@ ADASR=${ADASR:-.venv/bin/adasr-av}
 start=$SECONDS
 source training/tiny/make_data.sh
 $ADASR train sft --config training/tiny/sft.toml
-dest=adasr_av/models/tiny-streaming
+dest=adasr_av/models/tiny-streaming-sft
 rm -rf "$dest" && mkdir -p "$dest"
 cp runs/tiny-sft/final/{config.json,generation_config.json,model.safetensors,tokenizer.json,tokenizer_config.json} "$dest"/
 echo "bundled model written to $dest in $(( (SECONDS - start) / 60 )) min"

@@ -1,27 +1,59 @@
-"""The supervised results table of the tiny models: streaming (bundled) and read-then-think, on the
-test split in text and speech mode and on the out-of-distribution split, cost-model clock with the
-paper-speed profile. Writes training/tiny/RESULTS.md (table plus the command that printed it).
+"""The tiny results, all on the cost-model clock: the supervised table (streaming SFT model against
+the read-then-think baseline), the HRPO main table (read-then-think, SFT, GRPO, HRPO in text and
+speech mode and out of distribution), the paper's ablations, and the main models on a profile
+calibrated on this machine. Writes training/tiny/RESULTS.md with the command that printed it.
 
-    python training/tiny/results.py            # after build.sh, build_rtt.sh and the speech synth
+    python training/tiny/results.py    # after build.sh, build_rtt.sh, hrpo_runs.py, the speech synth
 
-Last line: RESULT text_acc=.. speech_acc=.. ood_acc=.. rtt_text_acc=.. latency_ratio=..
+Missing models or datasets are skipped (and named). Each report is cached in runs/results-cache,
+keyed by model weights, data, limit and profile, so a rerun only evaluates what changed.
+Last line: RESULT sft_text_acc=.. sft_speech_acc=.. ... hrpo_latency_vs_sft=..
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import shlex
 import sys
+from dataclasses import asdict
 from itertools import islice
 from pathlib import Path
 
 from adasr_av.data.dataset import read_dataset
+from adasr_av.errors import AdasrError
 from adasr_av.evaluation import EvalReport, evaluate, summarise
-from adasr_av.reasoner.loading import default_model, load_reasoner_model
+from adasr_av.reasoner.loading import load_reasoner_model, resolve_source
 from adasr_av.reasoner.session import ReasonerOptions
 from adasr_av.timing import CostModelClock, load_cost_model
 
 HERE = Path(__file__).resolve().parent
+CACHE = Path("runs/results-cache")
+CALIBRATED = HERE / "cost-cpu.json"  # adasr-av calibrate --model tiny-streaming-sft --out ...
+
+MODELS = {  # label -> (model, mode)
+    "read-then-think": ("runs/tiny-rtt/final", "read-then-think"),
+    "SFT": ("tiny-streaming-sft", "streaming"),
+    "GRPO": ("runs/tiny-grpo/final", "streaming"),
+    "HRPO": ("runs/tiny-hrpo/final", "streaming"),
+}
+DATASETS = {
+    "test, text": "data/tiny/test.jsonl",
+    "test, speech": "data/tiny-speech/test.jsonl",
+    "ood, text": "data/tiny/ood.jsonl",
+}
+ABLATIONS = {  # title -> [(row label, run name in hrpo_runs.py)]
+    "Advantage granularity (lambda 0.5, all rewards)": [
+        ("stage", "hrpo"), ("per-unit", "unit"), ("boundary tokens", "boundary"),
+    ],
+    "Reward set (lambda 0.5, stage)": [
+        ("accuracy", "acc"), ("accuracy + format", "acc-format"), ("acc + format + time", "hrpo"),
+    ],
+    "Lambda (stage, all rewards)": [
+        ("0 (GRPO)", "grpo"), ("0.3", "lam-0.3"), ("0.5", "hrpo"), ("0.7", "lam-0.7"), ("1", "lam-1"),
+    ],
+}  # fmt: skip
 COLUMNS = (
     ("accuracy", "accuracy", ".3f"),
     ("valid", "format_validity", ".3f"),
@@ -31,80 +63,146 @@ COLUMNS = (
     ("skip informative", "skip_rate_informative", ".3f"),
     ("latency mean s", "answer_latency_mean_s", ".2f"),
     ("latency p90 s", "answer_latency_p90_s", ".2f"),
+    ("overflow s", "overflow_mean_s", ".3f"),
     ("max lag s", "max_lag_s", ".2f"),
 )
 
 
-def _row(label: str, data: str, report: EvalReport) -> str:
-    cells = [label, data, str(report.n)]
-    for _, name, spec in COLUMNS:
-        value = getattr(report, name)
-        cells.append("-" if value is None else format(value, spec))
-    return "| " + " | ".join(cells) + " |"
+class Evaluator:
+    """Evaluates (model, data) pairs once, through the on-disk cache."""
+
+    def __init__(self, cost: str, progress: bool):
+        self.cost, self.progress = cost, progress
+        self.clock = CostModelClock(load_cost_model(cost))
+        self.models: dict[str, tuple] = {}
+
+    def report(self, model: str, mode: str, data: str, limit: int) -> EvalReport | None:
+        try:
+            source = Path(resolve_source(model))
+        except AdasrError:
+            source = None
+        if source is None or not (source / "config.json").is_file():
+            print(f"skipping {model}: not found (see the recipes in training/tiny)", file=sys.stderr)
+            return None
+        if not Path(data).is_file():
+            print(f"skipping {data}: not found", file=sys.stderr)
+            return None
+        weights = next(source.glob("*.safetensors"))
+        stamp = [str(source.resolve()), weights.stat().st_mtime, data, Path(data).stat().st_size, limit, mode]
+        key = hashlib.sha1(json.dumps([*stamp, self.cost, str(self.clock.cost)]).encode()).hexdigest()[:16]
+        cached = CACHE / f"{key}.json"
+        if cached.is_file():
+            return EvalReport(**json.loads(cached.read_text()))
+        if model not in self.models:
+            self.models[model] = load_reasoner_model(str(source))
+        net, tokenizer = self.models[model]
+        stories = list(islice(read_dataset(data), limit))
+        results = evaluate(
+            net, tokenizer, stories, mode, ReasonerOptions(), self.clock, progress=self.progress
+        )
+        report = summarise(results, model=model, data=data, mode=mode, clock=self.clock)
+        CACHE.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".partial")
+        tmp.write_text(json.dumps(asdict(report)))
+        tmp.replace(cached)
+        return report
+
+
+def table(first: list[str], rows: list[tuple[list[str], EvalReport]]) -> list[str]:
+    lines = ["| " + " | ".join([*first, "n", *(c for c, _, _ in COLUMNS)]) + " |"]
+    lines.append("|" + "---|" * (len(first) + 1 + len(COLUMNS)))
+    for cells, report in rows:
+        values = [
+            ("-" if getattr(report, a) is None else format(getattr(report, a), s)) for _, a, s in COLUMNS
+        ]
+        lines.append("| " + " | ".join([*cells, str(report.n), *values]) + " |")
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=None, help="streaming model (default: the bundled one)")
-    parser.add_argument("--rtt-model", default="runs/tiny-rtt/final", help="read-then-think model")
-    parser.add_argument("--text", default="data/tiny/test.jsonl")
-    parser.add_argument("--speech", default="data/tiny-speech/test.jsonl")
-    parser.add_argument("--ood", default="data/tiny/ood.jsonl")
-    parser.add_argument("--limit", type=int, default=300, help="stories per dataset")
+    parser.add_argument("--limit", type=int, default=150, help="stories per dataset, main tables")
+    parser.add_argument("--ablation-limit", type=int, default=100, help="test stories per ablation run")
     parser.add_argument("--cost", default="paper", help="cost profile: paper or a calibrate JSON")
     parser.add_argument("--out", default=str(HERE / "RESULTS.md"))
     args = parser.parse_args()
+    progress = sys.stderr.isatty()
+    paper = Evaluator(args.cost, progress)
 
-    clock = CostModelClock(load_cost_model(args.cost))
-    options = ReasonerOptions()
-    models = [("streaming (bundled)", args.model or str(default_model()), "streaming")]
-    models.append(("read-then-think", args.rtt_model, "read-then-think"))
-    datasets = [("test, text", args.text), ("test, speech", args.speech), ("ood, text", args.ood)]
-    reports: dict[tuple[str, str], EvalReport] = {}
-    for label, path, mode in models:
-        if not Path(path).is_dir():
-            print(f"skipping {label}: {path} not found (see the recipes in training/tiny)", file=sys.stderr)
-            continue
-        model, tokenizer = load_reasoner_model(path)
-        for data_label, data in datasets:
-            if not Path(data).is_file():
-                print(f"skipping {data_label}: {data} not found", file=sys.stderr)
-                continue
-            stories = list(islice(read_dataset(data), args.limit))
-            results = evaluate(model, tokenizer, stories, mode, options, clock, progress=sys.stderr.isatty())
-            report = summarise(results, model=path, data=data, mode=mode, clock=clock)
-            reports[label, data_label] = report
-            print(_row(label, data_label, report), flush=True)
+    main_rows, reports = [], {}
+    for label, (model, mode) in MODELS.items():
+        for data_label, data in DATASETS.items():
+            report = paper.report(model, mode, data, args.limit)
+            if report is not None:
+                reports[label, data_label] = report
+                main_rows.append(([label, data_label], report))
+                print(table(["model", "data"], [([label, data_label], report)])[-1], flush=True)
 
-    header = "| model | data | n | " + " | ".join(c for c, _, _ in COLUMNS) + " |"
-    lines = [header, "|" + "---|" * (len(COLUMNS) + 3)]
-    lines += [_row(m, d, r) for (m, d), r in reports.items()]
+    supervised = [(c, r) for c, r in main_rows if c[0] in ("read-then-think", "SFT")]
+    sections = [
+        "## Supervised: streaming against read-then-think (issue 4)",
+        "",
+        *table(["model", "data"], supervised),
+    ]
+    sections += ["", "## Main table: read-then-think, SFT, GRPO, HRPO (issue 5)", ""]
+    sections += table(["model", "data"], main_rows)
+
+    for title, runs in ABLATIONS.items():
+        rows = []
+        for row_label, run in runs:
+            report = paper.report(
+                f"runs/tiny-{run}/final", "streaming", DATASETS["test, text"], args.ablation_limit
+            )
+            if report is not None:
+                rows.append(([row_label], report))
+        sections += ["", f"## Ablation: {title}; test, text, first {args.ablation_limit} stories", ""]
+        sections += (
+            table(["variant"], rows) if rows else ["(runs missing: python training/tiny/hrpo_runs.py)"]
+        )
+
+    if CALIBRATED.is_file():
+        calibrated = Evaluator(str(CALIBRATED), progress)
+        rows = []
+        for label, (model, mode) in MODELS.items():
+            report = calibrated.report(model, mode, DATASETS["test, text"], args.limit)
+            if report is not None:
+                rows.append(([label], report))
+        name = calibrated.clock.cost.name
+        sections += ["", f"## Main models on the calibrated profile `{name}` (this CPU); test, text", ""]
+        sections += table(["model"], rows)
+
     figures = {}
-    for key, (m, d) in {
-        "text_acc": ("streaming (bundled)", "test, text"),
-        "speech_acc": ("streaming (bundled)", "test, speech"),
-        "ood_acc": ("streaming (bundled)", "ood, text"),
-        "rtt_text_acc": ("read-then-think", "test, text"),
+    for key, (label, data_label, attr) in {
+        "sft_text_acc": ("SFT", "test, text", "accuracy"),
+        "sft_speech_acc": ("SFT", "test, speech", "accuracy"),
+        "sft_ood_acc": ("SFT", "ood, text", "accuracy"),
+        "rtt_text_acc": ("read-then-think", "test, text", "accuracy"),
+        "grpo_text_acc": ("GRPO", "test, text", "accuracy"),
+        "hrpo_text_acc": ("HRPO", "test, text", "accuracy"),
+        "hrpo_speech_acc": ("HRPO", "test, speech", "accuracy"),
+        "hrpo_skip_distractor": ("HRPO", "test, text", "skip_rate_distractor"),
+        "hrpo_skip_informative": ("HRPO", "test, text", "skip_rate_informative"),
     }.items():
-        if (m, d) in reports:
-            figures[key] = f"{reports[m, d].accuracy:.3f}"
-    streaming, rtt = (
-        reports.get(("streaming (bundled)", "test, text")),
-        reports.get(("read-then-think", "test, text")),
-    )
-    if streaming and rtt:
-        figures["latency_ratio"] = f"{rtt.answer_latency_mean_s / streaming.answer_latency_mean_s:.2f}"
+        value = getattr(reports.get((label, data_label)), attr, None)
+        if value is not None:
+            figures[key] = f"{value:.3f}"
+    ratios = {"rtt_latency_vs_sft": ("read-then-think", "SFT"), "hrpo_latency_vs_sft": ("HRPO", "SFT")}
+    for key, (a, b) in ratios.items():
+        ra, rb = reports.get((a, "test, text")), reports.get((b, "test, text"))
+        if ra and rb:
+            figures[key] = f"{ra.answer_latency_mean_s / rb.answer_latency_mean_s:.2f}"
+
     command = "python " + " ".join(shlex.quote(a) for a in [str(Path(sys.argv[0])), *sys.argv[1:]])
-    profile = clock.cost.name
     result = "RESULT " + " ".join(f"{k}={v}" for k, v in figures.items())
     text = [
-        "# Tiny models: supervised results",
+        "# Tiny models: results",
         "",
-        f"Printed by `{command}` (cost-model clock, profile `{profile}`, greedy decoding,",
-        f"first {args.limit} stories of each split). Latency is answer latency after the stream ends,",
-        "in stream seconds; skip rates are pooled over chunks.",
+        f"Printed by `{command}`: cost-model clock, profile `{paper.clock.cost.name}` unless a section",
+        f"says otherwise, greedy decoding, the first {args.limit} stories of each split. Latency is the",
+        "answer latency after the stream ends and overflow the streaming work that delayed the next",
+        "chunk, both in stream seconds; skip rates are pooled over chunks.",
         "",
-        *lines,
+        *sections,
         "",
         "```",
         result,
@@ -112,7 +210,6 @@ def main() -> None:
         "",
     ]
     Path(args.out).write_text("\n".join(text))
-    print("\n".join(lines))
     print(result)
 
 
