@@ -93,3 +93,22 @@ def test_greedy_group_rows_equal_the_single_session(trained_model, tokenizer):
         [(e.type, e.text, e.tokens, e.t_begin, e.t_done) for e in row.events] == strip
         for row in group.rollouts
     )
+
+
+def test_lag_hint_tells_each_row_its_own_lag(trained_model, tokenizer):
+    """With a slow clock the chunks wait; the hint puts each row's lag into its chunk span."""
+    from adasr_av.timing import CostModel, CostModelClock
+
+    slow = CostModelClock(CostModel("slow", 0.0, 0.0, 0.5))  # half a second per generated token
+    options = ReasonerOptions(sampling=SAMPLED.sampling, max_unit_tokens=8, max_deep_tokens=4, lag_hint=True)
+    reasoner = StreamingReasoner(trained_model, tokenizer, options, slow, group_size=3)
+    list(reason_over_stream(reasoner, CHUNKS, QUESTION, "6"))
+    for row in reasoner.rollouts:
+        text = reasoner._text(row.sequence)
+        chunk_lags = [e.info["lag_s"] for e in row.events if e.type == "chunk"]
+        assert chunk_lags[0] == 0 and max(chunk_lags) > 0
+        for lag_s in chunk_lags:
+            assert f"(lag {lag_s:.1f} s)<|chunk_end|>" in text
+    plain = StreamingReasoner(trained_model, tokenizer, SAMPLED, slow)
+    list(reason_over_stream(plain, CHUNKS, QUESTION, "6"))
+    assert "(lag" not in plain.text

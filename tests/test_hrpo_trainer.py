@@ -184,3 +184,14 @@ def test_hrpo_refuses_a_dataset_without_answers(sft_model, capsys):
     assert main(["train", "hrpo", "--config", config]) == 1
     err = capsys.readouterr().err.strip()
     assert "HRPO needs a reference answer" in err and f"{path}, line 2" in err and "'answer'" in err
+
+
+def test_hrpo_with_lora_and_kl_to_the_adapter_free_base(sft_model):
+    """Under LoRA the reference is the base with adapters off: the KL term grows once the adapters
+    have moved (the second update of the batch), and the clip range starts to bite."""
+    config = hrpo_config(sft_model, "lora", 1, hrpo__kl_coef=0.1, hrpo__updates_per_batch=3, train__lr=0.01)
+    lora = ["--set", "model.lora=true", "--set", "model.lora_r=4", "--set", "hrpo.drop_zero_variance=false"]
+    assert main(["train", "hrpo", "--config", config, "--no-progress", *lora]) == 0
+    (record,) = [json.loads(line) for line in (sft_model / "lora" / "log.jsonl").read_text().splitlines()]
+    assert record["kl"] > 0 and record["clip_fraction"] > 0
+    assert (sft_model / "lora" / "adapter" / "adapter_config.json").is_file()
