@@ -77,3 +77,9 @@ class Event:
         for key in ("t_avail", "t_begin", "t_done"):
             record[key] = round(record[key], 4)
         return record | info
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> Event:
+        """The inverse of `to_dict` (an events JSONL line back into an Event)."""
+        names = ("type", "text", "chunk_index", "tokens", "t_avail", "t_begin", "t_done")
+        return cls(*(record[n] for n in names), {k: v for k, v in record.items() if k not in names})
