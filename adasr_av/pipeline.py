@@ -15,6 +15,7 @@ demo loads it once and runs many streams, one at a time.
 
 from __future__ import annotations
 
+import inspect
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -79,6 +80,7 @@ class PipelineRun:
             threading.Thread(target=self._guard, args=("reasoner", self._reason), daemon=True),
         ]
         self._started = False
+        self.interrupted = False
 
     def start(self) -> PipelineRun:
         if not self._started:
@@ -91,6 +93,9 @@ class PipelineRun:
     def stop(self) -> None:
         """End the source now; what was captured still goes through, then the answer comes."""
         self._stopping.set()
+        close = getattr(self.audio, "close", None)
+        if close is not None and not inspect.isgenerator(self.audio):
+            close()  # a live source (microphone, pushed audio) may be waiting for its next block
 
     @property
     def stopping(self) -> bool:
@@ -101,7 +106,16 @@ class PipelineRun:
         self.start()
         try:
             while True:
-                item = self.event_queue.get()
+                try:
+                    item = self.event_queue.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                except KeyboardInterrupt:  # Ctrl-C: close the stream and still answer; twice: abort
+                    if self.stopping:
+                        raise
+                    self.interrupted = True
+                    self.stop()
+                    continue
                 if item is _END:
                     break
                 if isinstance(item, Failure):
