@@ -164,10 +164,14 @@ class OpenAIWhisperBackend:
 
 
 def load_backend(
-    name: str = "faster-whisper", model: str | None = None, device: str = "cpu"
+    name: str = "faster-whisper",
+    model: str | None = None,
+    device: str = "cpu",
+    cpu_threads: int | None = None,
 ) -> WhisperBackend:
+    """`cpu_threads` (faster-whisper): CPU threads, fewer when several workers share a machine."""
     if name == "faster-whisper":
-        return FasterWhisperBackend(model, device=device)
+        return FasterWhisperBackend(model, device=device, cpu_threads=cpu_threads)
     if name == "openai-whisper":
         return OpenAIWhisperBackend(model, device=device)
     raise AdasrError(f"unknown ASR backend {name!r} (choose from {', '.join(BACKENDS)})")
