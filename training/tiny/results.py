@@ -50,6 +50,9 @@ ABLATIONS = {  # title -> [(row label, run name in hrpo_runs.py)]
     "Reward set (lambda 0.5, stage)": [
         ("accuracy", "acc"), ("accuracy + format", "acc-format"), ("acc + format + time", "hrpo"),
     ],
+    "Time scale and learning rate (lambda 0.5, stage)": [
+        ("tau 1 s, lr 1e-4", "hrpo"), ("tau 5 s, lr 3e-5", "tau5-lr3e-5"),
+    ],
     "Lambda (stage, all rewards)": [
         ("0 (GRPO)", "grpo"), ("0.3", "lam-0.3"), ("0.5", "hrpo"), ("0.7", "lam-0.7"), ("1", "lam-1"),
     ],

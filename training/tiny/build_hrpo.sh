@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# HRPO on the bundled domain, from the supervised tiny model (bundled as tiny-streaming-sft):
+# the main runs and the paper's ablations (training/tiny/hrpo_runs.py), the HRPO model copied into
+# the package as the default reasoner (tiny-streaming), then every table of RESULTS.md.
+#     bash training/tiny/build_hrpo.sh [--jobs 2]
+# Needs data/tiny (make_data.sh) and, for the speech rows, data/tiny-speech; an interrupted build
+# resumes where it stopped.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=${PY:-.venv/bin/python}
+start=$SECONDS
+$PY training/tiny/hrpo_runs.py "$@"
+dest=adasr_av/models/tiny-streaming
+rm -rf "$dest" && mkdir -p "$dest"
+cp runs/tiny-hrpo/final/{config.json,generation_config.json,model.safetensors,tokenizer.json,tokenizer_config.json} "$dest"/
+$PY training/tiny/results.py
+echo "HRPO model bundled in $dest; results in training/tiny/RESULTS.md; $(( (SECONDS - start) / 60 )) min"
