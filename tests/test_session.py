@@ -185,3 +185,13 @@ def test_stream_longer_than_the_model_is_refused(tokenizer):
     reasoner = StreamingReasoner(model, tokenizer)
     with pytest.raises(AdasrError, match="stream too long"):
         run(reasoner, chunks=CHUNKS * 10)
+
+
+def test_generation_is_capped_by_the_positions_left(tokenizer):
+    """A model that never closes its spans stops where its positions run out, and still answers."""
+    model = build_model(tokenizer, "qwen3", hidden=32, max_positions=200)
+    reasoner = StreamingReasoner(model, tokenizer, ReasonerOptions(max_unit_tokens=8, max_deep_tokens=512))
+    events = run(reasoner)
+    assert events[-1].type == "summary" and len(reasoner.sequence) <= 200
+    deep = next(e for e in events if e.type == "deep")
+    assert deep.info["capped"] and 0 < deep.tokens < 512

@@ -222,7 +222,14 @@ class StreamingReasoner:
                 "deep", deep_text, None, len(deep.tokens), t_end, begin, row.schedule.busy_until, **deep.info
             )
 
-        answer_caps = [0 if done else self.options.max_answer_tokens for done in answered]
+        room = [
+            self.max_positions - len(row.sequence) - 1 if self.max_positions else 10**9
+            for row in self.rollouts
+        ]
+        answer_caps = [
+            0 if done else max(0, min(self.options.max_answer_tokens, r))
+            for done, r in zip(answered, room, strict=True)
+        ]
         answers = self._generate(answer_caps, {self.ids.answer_end}, "answer")
         for row, deep, answer, done in zip(self.rollouts, deeps, answers, answered, strict=True):
             if not done and answer.stop is None:
@@ -414,7 +421,12 @@ class StreamingReasoner:
         return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
     def _budget_left(self, row: Rollout) -> int:
-        return max(0, self.options.max_total_tokens - row.generated_tokens)
+        """Tokens a unit or the deep phase may still write: the total cap, and the model's positions
+        minus room for the answer, so a run that rambles is capped instead of overflowing."""
+        left = self.options.max_total_tokens - row.generated_tokens
+        if self.max_positions:
+            left = min(left, self.max_positions - len(row.sequence) - self.options.max_answer_tokens - 2)
+        return max(0, left)
 
     def _tokenizer_adds_bos(self) -> bool:
         bos = self.tokenizer.bos_token_id
