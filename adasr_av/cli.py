@@ -90,12 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     transcribe.add_argument("--out", type=Path, help="write the transcript here")
 
-    run = sub.add_parser("run", help="stream audio through Whisper into the reasoner: timeline and answer")
-    run.add_argument("source", help="a media file, mic, or an rtsp:// URL")
+    run = sub.add_parser("run", help="stream audio through Whisper into the reasoner: live view and answer")
+    run.add_argument("source", nargs="?", help="a media file, mic, or an rtsp:// URL (or in --config)")
+    run.add_argument("--config", type=Path, help="pipeline config (pipelines/*.toml); flags override it")
     _add_model_args(run)
     run.add_argument("--question", help="the question (default: the file's sidecar JSON's, else none)")
     run.add_argument("--reference", help="reference answer (default: the file's sidecar JSON's)")
     run.add_argument("--out", type=Path, help="write the events as JSON lines here")
+    run.add_argument("--srt", type=Path, help="write the committed transcript as SRT here")
+    run.add_argument("--plot", type=Path, help="write the timeline figure here (.png, .svg, .pdf)")
+    run.add_argument("--queue-size", type=int, default=64, help="chunks waiting between stages (default: 64)")
+    run.add_argument("--plain", action="store_true", help="print timeline lines instead of the live view")
     _add_reasoner_args(run, max_unit_tokens=96)
     _add_asr_args(run, prefix="asr-")
 
@@ -117,6 +122,30 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--aware", action="store_true", help="speech mode: computation-aware ASR timing")
     synth.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    batch = sub.add_parser(
+        "batch", help="run many media files through the pipeline: events, SRT and a summary CSV"
+    )
+    batch.add_argument(
+        "inputs", nargs="*", metavar="INPUT", help="media files, folders, globs or rtsp:// URLs"
+    )
+    asked = batch.add_mutually_exclusive_group()
+    asked.add_argument("--question", help="one question for every file (default: each file's sidecar's)")
+    asked.add_argument(
+        "--questions", type=Path, metavar="FILE.csv", help="CSV with the columns file,question[,reference]"
+    )
+    batch.add_argument(
+        "--out", type=Path, required=True, help="folder for <name>.events.jsonl, <name>.srt, summary.csv"
+    )
+    batch.add_argument(
+        "--workers", type=int, help="workers, each loading the models once (default 1; Ray: a CPU each)"
+    )
+    batch.add_argument(
+        "--ray", metavar="ADDRESS", help="run the workers as Ray actors: auto, local, ray://host:port"
+    )
+    _add_model_args(batch)
+    _add_reasoner_args(batch, max_unit_tokens=96)
+    _add_asr_args(batch, prefix="asr-")
+
     train = sub.add_parser("train", help="train a streaming reasoner (sft, hrpo) or plot a training log")
     stage = train.add_subparsers(dest="stage", required=True)
     for name, what in (
@@ -135,6 +164,19 @@ def build_parser() -> argparse.ArgumentParser:
     plot = stage.add_parser("plot", help="plot a training log (log.jsonl) as a PNG of curves")
     plot.add_argument("log", type=Path, help="the run's log.jsonl")
     plot.add_argument("--out", type=Path, help="PNG to write (default: beside the log, log.png)")
+
+    demo = sub.add_parser("demo", help="the live demo in the browser: microphone, upload or RTSP URL")
+    demo.add_argument("--host", default="127.0.0.1", help="address to serve on (default: 127.0.0.1)")
+    demo.add_argument("--port", type=int, help="port (default: the first free one from 7860)")
+    demo.add_argument("--share", action="store_true", help="also publish a temporary gradio.live link")
+    demo.add_argument("--max-upload-mb", type=int, default=50, help="largest upload (default: 50 MB)")
+    demo.add_argument(
+        "--max-record-s", type=int, default=300, help="longest microphone recording (default: 300 s)"
+    )
+    demo.add_argument("--queue-size", type=int, default=16, help="requests that may wait (default: 16)")
+    _add_model_args(demo)
+    _add_reasoner_args(demo, max_unit_tokens=96)
+    _add_asr_args(demo, prefix="asr-")
     return parser
 
 
@@ -224,20 +266,53 @@ def cmd_reason(args) -> None:
 
 
 def cmd_run(args) -> None:
-    """Media -> streaming ASR -> reasoner, one chunk at a time; T is where the audio ended."""
-    from adasr_av.media.sidecar import read_sidecar
-    from adasr_av.reasoner.session import reason_over_stream
+    """Media -> streaming ASR -> reasoner on the pipeline's threads; Ctrl-C ends the stream and the
+    reasoner still answers; T is where the audio ended."""
+    from rich.console import Console
 
-    audio, chunks, stats = _transcription(args, prefix="asr_")
-    sidecar = read_sidecar(args.source)
+    from adasr_av.live_view import LiveView
+    from adasr_av.media.sidecar import read_sidecar
+    from adasr_av.media.sources import open_audio
+    from adasr_av.pipeline import PipelineRun
+    from adasr_av.plots import save_timeline
+    from adasr_av.sinks import EventWriter, TranscriptWriter
+
+    if not args.source:
+        raise AdasrError("no source: give a file, mic or an rtsp:// URL (or source.source in --config)")
+    if args.step <= 0:
+        raise AdasrError("--step must be positive")
+    if args.queue_size < 1:
+        raise AdasrError("--queue-size must be at least 1")
+    audio = open_audio(args.source, realtime=args.realtime)  # a bad source fails before models load
+    sidecar = read_sidecar(args.source) if "://" not in args.source and args.source != "mic" else None
     question = args.question if args.question is not None else (sidecar.question if sidecar else "")
     reference = args.reference if args.reference is not None else (sidecar.answer if sidecar else None)
-    reasoner = _reasoner(args)
-    print(f"question: {question or '(none: the stream carries it)'}", flush=True)
+    models = _pipeline_models(args)
     if args.reference is None and reference is not None:
-        print(f"reference answer from {sidecar.path}", flush=True)
-    _show_events(reason_over_stream(reasoner, chunks, question, reference, lambda: audio.t_end), args.out)
-    _print_asr_stats(stats)
+        print(f"reference answer from {sidecar.path}", file=sys.stderr, flush=True)
+    srt = TranscriptWriter(args.srt, "srt") if args.srt else None
+    on_chunk = srt.write if srt else None
+    run = PipelineRun(models, audio, question, reference, args.queue_size, on_chunk=on_chunk)
+    writer = EventWriter(args.out) if args.out else None
+    console = Console(force_terminal=None if not args.plain else False)
+    try:
+        with LiveView(args.source, question, console) as view:
+            for event in run:
+                view.update(event, stopping=run.stopping)
+                if writer:
+                    writer.write(event)
+    finally:
+        for sink in (writer, srt):
+            if sink:
+                sink.close()
+    if run.interrupted:
+        print("adasr-av: interrupted: the stream was closed and answered", file=sys.stderr)
+    if args.plot:
+        save_timeline(args.plot, run.events, run.chunks, title=str(args.source))
+    for path, what in ((args.out, "events"), (args.srt, "transcript"), (args.plot, "timeline")):
+        if path:
+            print(f"{what} written to {path}", file=sys.stderr)
+    _print_asr_stats(run.stats)
 
 
 def cmd_eval(args) -> None:
@@ -402,6 +477,55 @@ def cmd_synth(args) -> None:
     )
 
 
+def _pipeline_models(args, threads: int | None = None):
+    """Whisper and the reasoner the flags ask for, loaded once per batch worker (any process)."""
+    from adasr_av.encoders.streaming_asr import StreamingASROptions
+    from adasr_av.encoders.whisper_backends import load_backend
+    from adasr_av.pipeline import PipelineModels
+
+    _quiet_libraries()
+    asr = load_backend(args.asr_backend, args.asr_model, args.asr_device, cpu_threads=threads)
+    asr_options = StreamingASROptions(min_step_seconds=args.step, computation_aware=not args.unaware)
+    return PipelineModels(asr, _reasoner(args), asr_options)
+
+
+def cmd_batch(args) -> None:
+    """Files, folders and globs through the pipeline; per file events and SRT, and a summary CSV."""
+    from functools import partial
+
+    from adasr_av.batch import BatchOptions, plan_batch, run_batch
+
+    if not args.inputs and args.questions is None:
+        raise AdasrError("batch needs INPUT files, folders or globs, or --questions FILE.csv")
+    if args.workers is not None and args.workers < 1:
+        raise AdasrError("--workers must be at least 1")
+    if args.step <= 0:
+        raise AdasrError("--step must be positive")
+    _clock(args)  # bad flags fail before any file runs or any model loads
+    _reasoner_options(args)
+    items = plan_batch(args.inputs, args.question, args.questions)
+    options = BatchOptions(args.workers, args.ray, args.realtime, progress=sys.stderr.isatty())
+    report = run_batch(items, partial(_pipeline_models, args), args.out, options)
+    print(report.line())
+    if report.failure():
+        raise AdasrError(report.failure())
+
+
+def cmd_demo(args) -> None:
+    """Load Whisper and the reasoner once, then serve the page until Ctrl-C."""
+    from adasr_av.demo import DemoSettings, launch
+
+    for flag, value in (("--step", args.step), ("--max-upload-mb", args.max_upload_mb)):
+        if value <= 0:
+            raise AdasrError(f"{flag} must be positive")
+    for flag, value in (("--max-record-s", args.max_record_s), ("--queue-size", args.queue_size)):
+        if value < 1:
+            raise AdasrError(f"{flag} must be at least 1")
+    names = ("host", "port", "share", "max_upload_mb", "max_record_s", "queue_size", "realtime")
+    settings = DemoSettings(**{name: getattr(args, name) for name in names})
+    launch(_pipeline_models(args), settings)
+
+
 COMMANDS = {
     "train": cmd_train,
     "run": cmd_run,
@@ -410,6 +534,8 @@ COMMANDS = {
     "calibrate": cmd_calibrate,
     "transcribe": cmd_transcribe,
     "synth": cmd_synth,
+    "batch": cmd_batch,
+    "demo": cmd_demo,
 }
 
 
@@ -424,9 +550,20 @@ def _quiet_libraries() -> None:
     warnings.formatwarning = lambda message, category, *a, **k: f"adasr-av: warning: {message}\n"
 
 
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    actions = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return next(actions).choices[name]
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
+        if args.command == "run" and args.config is not None:
+            from adasr_av.pipeline_config import run_defaults
+
+            _subparser(parser, "run").set_defaults(**run_defaults(args.config))
+            args = parser.parse_args(argv)
         _quiet_libraries()
         COMMANDS[args.command](args)
     except AdasrError as err:
