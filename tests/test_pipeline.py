@@ -89,16 +89,15 @@ def test_stop_closes_a_live_source_and_still_answers(asr, reasoner_model):
     samples = [c.samples for c in read_audio(STORY)]
     half = len(samples) // 2
 
-    def speak():
+    def speak_then_stop():
         for block in samples[:half]:
             audio.push(block, 16000)
+        time.sleep(1.0)
+        run.stop()  # the speaker stops; nothing more will be pushed
 
-    threading.Thread(target=speak, daemon=True).start()
-    seen = []
-    for event in run:
-        seen.append(event)
-        if event.type == "chunk" and len(seen) >= 4 and not run.stopping:
-            run.stop()  # mid-stream: nothing more will be pushed
+    threading.Thread(target=speak_then_stop, daemon=True).start()
+    seen = run.run()
+    assert any(e.type == "chunk" and e.tokens for e in seen)
     assert [e.type for e in seen][-3:] == ["deep", "answer", "summary"]
     assert seen[-1].t_avail <= sum(len(s) for s in samples[:half]) / 16000 + 1e-6
 
