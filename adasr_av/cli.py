@@ -288,8 +288,9 @@ def cmd_run(args) -> None:
     question = args.question if args.question is not None else (sidecar.question if sidecar else "")
     reference = args.reference if args.reference is not None else (sidecar.answer if sidecar else None)
     models = _pipeline_models(args)
+    print(f"question: {question or '(none: the stream carries it)'}", flush=True)
     if args.reference is None and reference is not None:
-        print(f"reference answer from {sidecar.path}", file=sys.stderr, flush=True)
+        print(f"reference answer from {sidecar.path}", flush=True)
     srt = TranscriptWriter(args.srt, "srt") if args.srt else None
     on_chunk = srt.write if srt else None
     run = PipelineRun(models, audio, question, reference, args.queue_size, on_chunk=on_chunk)

@@ -127,15 +127,15 @@ def test_ctrl_c_closes_the_stream_and_the_reasoner_answers(tmp_path):
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while time.time() < deadline and not (out.exists() and '"chunk"' in out.read_text()):
-        time.sleep(0.2)
-    time.sleep(2.0)
+    while time.time() < deadline and not out.exists():  # created once the models are loaded
+        time.sleep(0.1)
+    time.sleep(4.0)  # --realtime: about 4 s of the 15.7 s story have been played
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr
     events = [json.loads(line) for line in out.read_text().splitlines()]
     assert [e["type"] for e in events][-3:] == ["deep", "answer", "summary"]
-    assert events[-1]["t_avail"] < 14.0  # the file is longer: the stream was cut, then answered
+    assert events[-1]["t_avail"] < 12.0  # the stream was cut part-way, then answered
     assert "interrupted: the stream was closed and answered" in stderr and "Traceback" not in stderr
     assert "answer:" in stdout
 
