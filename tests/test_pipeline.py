@@ -125,7 +125,11 @@ def test_ctrl_c_closes_the_stream_and_the_reasoner_answers(tmp_path):
     cmd = [sys.executable, "-m", "adasr_av.cli", "run", "demos/media/buses.mp3", "--realtime", "--plain",
            "--out", str(out)]  # fmt: skip
     env = os.environ | {"OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a shell's background jobs start with SIGINT ignored (CI runs so); give the child Ctrl-C back
+    default_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not out.exists():  # created once the models are loaded
         time.sleep(0.1)
