@@ -514,6 +514,8 @@ def cmd_batch(args) -> None:
 
 def cmd_demo(args) -> None:
     """Load Whisper and the reasoner once, then serve the page until Ctrl-C."""
+    import os
+
     from adasr_av.demo import DemoSettings, launch
 
     for flag, value in (("--step", args.step), ("--max-upload-mb", args.max_upload_mb)):
@@ -524,7 +526,8 @@ def cmd_demo(args) -> None:
             raise AdasrError(f"{flag} must be at least 1")
     names = ("host", "port", "share", "max_upload_mb", "max_record_s", "queue_size", "realtime")
     settings = DemoSettings(**{name: getattr(args, name) for name in names})
-    launch(_pipeline_models(args), settings)
+    whisper_threads = max(1, (os.cpu_count() or 1) - 1)  # a core for the server: no block is lost
+    launch(_pipeline_models(args, threads=whisper_threads), settings)
 
 
 COMMANDS = {

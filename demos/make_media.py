@@ -1,10 +1,11 @@
 """Regenerate demos/media/: short spoken stories from the project's story generator, with answers.
 
 Each story is spoken by eSpeak NG in a fresh process (its output drifts with what a process spoke
-before), so a rerun writes the same audio. Next to `NAME.mp3` goes `NAME.json`: the story record
-(text, sentences, question, answer) plus the voice and rate, which `adasr-av run` reads for the
-reference answer. `--check` streams every file through the bundled Whisper and compares the numbers
-it heard with the story's.
+before), so a rerun writes the same audio; a story with a pause is spoken sentence by sentence with
+that much silence between them (more than Whisper's 0.8 s chunk pause: one text chunk a sentence).
+Next to `NAME.mp3` goes `NAME.json`: the story record (text, sentences, question, answer) plus the
+voice and rate, which `adasr-av run` reads for the reference answer. `--check` streams every file
+through the bundled Whisper and compares the numbers it heard with the story's.
 
     .venv/bin/python demos/make_media.py [--check]
 """
@@ -32,6 +33,8 @@ class Demo:
     name: str
     seed: int
     index: int  # in the generator's test split; the question is the last sentence spoken
+    voice: str = VOICE
+    pause_s: float = 0.0  # silence between sentences (0: the story spoken in one go)
 
 
 # Picked from the 4-7 sentence stories whose question comes last, one per domain, among those in
@@ -40,26 +43,41 @@ DEMOS = (
     Demo("buses", seed=2, index=51),
     Demo("cookies", seed=1, index=50),
     Demo("points", seed=2, index=73),
+    # The browser demo's story (tests/test_demo_browser.py): one holder, a rate, a pause after each
+    # sentence, so that every chunk is one sentence as in the bundled reasoner's training; the
+    # bundled tiny-streaming-sft answers it right through Whisper at every --step tried.
+    Demo("wages", seed=8, index=10, voice="en-us", pause_s=1.0),
 )
 
 
-def speak_fresh(text: str, path: Path) -> None:
-    code = "import sys; from adasr_av.data.tts import synthesize, write_audio; "
-    code += "write_audio(sys.argv[1], synthesize(sys.argv[2], sys.argv[3], int(sys.argv[4])))"
-    subprocess.run([sys.executable, "-c", code, str(path), text, VOICE, str(WORDS_PER_MINUTE)], check=True)
+def speak_fresh(texts: list[str], path: Path, voice: str, pause_s: float) -> None:
+    """Speak `texts` one after the other, `pause_s` of silence between them, in a fresh process."""
+    code = (
+        "import json, sys; import numpy as np; from adasr_av.data.tts import synthesize, write_audio; "
+        "texts, voice, wpm = json.loads(sys.argv[2]), sys.argv[3], int(sys.argv[4]); "
+        "pause = float(sys.argv[5]); "
+        "gap = np.zeros(int(16000 * pause), np.float32); "
+        "parts = [part for text in texts for part in (gap, synthesize(text, voice, wpm))][1:]; "
+        "write_audio(sys.argv[1], np.concatenate(parts))"
+    )
+    args = [str(path), json.dumps(texts), voice, str(WORDS_PER_MINUTE), str(pause_s)]
+    subprocess.run([sys.executable, "-c", code, *args], check=True)
 
 
 def make(demo: Demo) -> Path:
     story = generate_story(demo.seed, "test", demo.index)
     path = MEDIA / f"{demo.name}{SUFFIX}"
-    speak_fresh(story.text, path)
+    texts = [s.text for s in story.sentences] if demo.pause_s else [story.text]
+    speak_fresh(texts, path, demo.voice, demo.pause_s)
     record = {
         **story.to_record(),
         "text": story.text,
         "seed": demo.seed,
-        "voice": VOICE,
+        "voice": demo.voice,
         "words_per_minute": WORDS_PER_MINUTE,
     }
+    if demo.pause_s:
+        record["pause_s"] = demo.pause_s
     path.with_suffix(".json").write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     return path
 

@@ -1,0 +1,215 @@
+"""The demo's sessions without a browser: microphone blocks pushed as the page sends them, files and
+URLs, bad input as a message, one stream at a time; and the page's wiring (tests/test_demo_browser.py
+drives the page itself)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from adasr_av import demo as demo_module
+from adasr_av.cli import build_parser, main
+from adasr_av.data.resample import resample
+from adasr_av.demo import (
+    DemoSession,
+    DemoSettings,
+    SilenceGate,
+    build_app,
+    lost_audio_s,
+    render_answer,
+)
+from adasr_av.encoders.streaming_asr import StreamingASROptions
+from adasr_av.encoders.whisper_backends import load_backend
+from adasr_av.errors import AdasrError
+from adasr_av.media.file import read_audio
+from adasr_av.pipeline import PipelineModels
+from adasr_av.reasoner.loading import load_reasoner_model
+from adasr_av.reasoner.session import StreamingReasoner
+from adasr_av.types import Event
+
+STORY = Path(__file__).resolve().parent.parent / "demos" / "media" / "wages.mp3"
+HEARD = ("tom", "21 dollars", "63 dollars every hour", "12 hours")  # what Whisper hears in it
+BROWSER_RATE = 48_000  # what the page's microphone recorder sends
+UNAWARE = StreamingASROptions(computation_aware=False)  # chunk times independent of machine load
+
+
+@pytest.fixture(scope="module")
+def models():
+    """Whisper tiny.en and the bundled SFT reasoner, loaded once as the demo does."""
+    model, tokenizer = load_reasoner_model("tiny-streaming-sft")
+    return PipelineModels(load_backend(), StreamingReasoner(model, tokenizer), UNAWARE)
+
+
+def story_record() -> dict:
+    return json.loads(STORY.with_suffix(".json").read_text())
+
+
+def browser_blocks(path: Path, seconds: float = 0.5) -> list[np.ndarray]:
+    """The story as the page sends it: int16 stereo blocks at 48 kHz."""
+    samples = np.concatenate([chunk.samples for chunk in read_audio(path)])
+    loud = resample(samples, 16_000, BROWSER_RATE)
+    pcm = (np.clip(loud, -1, 1) * 32767).astype(np.int16)
+    size = int(seconds * BROWSER_RATE)
+    return [np.stack([pcm[i : i + size]] * 2, axis=1) for i in range(0, len(pcm), size)]
+
+
+def test_microphone_blocks_give_the_transcript_and_the_answer(models):
+    story = story_record()
+    session = DemoSession.microphone(models)
+    for block in browser_blocks(STORY):
+        session.push(BROWSER_RATE, block)
+        assert not session.done  # the recording is still going: no answer yet
+    assert session.view().status.startswith(("Streaming microphone", "Waiting"))
+    session.stop()
+    session.push(BROWSER_RATE, browser_blocks(STORY)[0])  # a block the page sent late: dropped
+    assert session.wait(timeout=300)
+    view = session.view()
+    assert view.done and view.status.startswith("Done: ") and "Error" not in view.status
+    heard = view.transcript.lower()
+    for words in HEARD:
+        assert words in heard, (words, view.transcript)
+    assert f"### Answer: {story['answer']}" in view.answer
+    assert "s after the stream ended at" in view.answer
+    assert "think" in view.reasoning or "skip" in view.reasoning
+    figure = session.figure()
+    assert figure is not None and figure.axes[0].get_xlabel() == "stream time (s)"
+
+
+def test_the_silence_gate_cuts_lead_in_long_pauses_and_the_tail():
+    rate = BROWSER_RATE
+    tone = (0.1 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate)).astype(np.float32)
+
+    def quiet(seconds: float) -> np.ndarray:
+        return np.zeros(int(seconds * rate), np.float32)
+
+    signal = np.concatenate([quiet(2), tone, quiet(3), tone, quiet(5)])
+    pcm = (signal * 32767).astype(np.int16)
+    gate = SilenceGate()
+    kept = np.concatenate([gate(np.stack([b, b], axis=1), rate) for b in np.array_split(pcm, 23)])
+    # 0.3 s before each tone, each tone, 1 s of each pause after it; the rest is cut
+    assert len(kept) == pytest.approx(4.6 * rate, abs=0.01 * rate)
+    assert gate.cut_s == pytest.approx(1.7 + 1.7 + 3.7)
+    loud = np.flatnonzero(np.abs(kept) > 0.05)
+    assert loud[0] == pytest.approx(0.3 * rate, abs=0.01 * rate)  # the first tone, after its onset
+    with pytest.raises(AdasrError, match="changed rate"):
+        gate(pcm[:100], 16_000)
+
+
+def test_audio_lost_on_the_way_is_estimated_from_when_blocks_came():
+    arrivals = [0.5 * i + delay for i, delay in enumerate([0.1, 0.0, 0.3, 0.05] * 4)]  # jitter only
+    lateness = [t - 0.5 * i for i, t in enumerate(arrivals)]
+    assert lost_audio_s(lateness) == 0.0
+    dropped = arrivals[:6] + arrivals[7:]  # the 7th block never came: later ones are 0.5 s late
+    lateness = [t - 0.5 * i for i, t in enumerate(dropped)]
+    assert lost_audio_s(lateness) == pytest.approx(0.5)
+    assert lost_audio_s(lateness[:5]) == 0.0  # too few blocks to tell
+
+
+def test_a_file_runs_on_its_own_and_names_itself(models, tmp_path):
+    session = DemoSession.from_file(models, STORY, reference=story_record()["answer"])
+    assert session.wait(timeout=300)
+    view = session.view()
+    assert view.done and session.label == STORY.name
+    assert "correct" in view.answer.splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("notes.txt", "not audio\n", "notes.txt: unsupported file type .txt"),
+        ("README", "not audio\n", "README: unsupported file type (no extension)"),
+        ("notes.wav", "not audio\n", "media file notes.wav: FFmpeg cannot read it"),
+    ],
+)
+def test_a_bad_upload_is_a_one_line_message_naming_the_upload(models, tmp_path, name, content, message):
+    path = tmp_path / "gradio-cache" / name
+    path.parent.mkdir()
+    path.write_text(content)
+    with pytest.raises(AdasrError) as caught:
+        DemoSession.from_file(models, path, name=name)
+    assert message in str(caught.value) and str(tmp_path) not in str(caught.value)
+    assert "\n" not in str(caught.value)
+    assert not models.lock.locked()  # nothing started
+
+
+def test_an_unreachable_rtsp_url_ends_the_session_with_a_message(models):
+    with pytest.raises(AdasrError, match="not an RTSP URL"):
+        DemoSession.from_rtsp(models, "http://127.0.0.1:9/none")
+    started = time.monotonic()
+    session = DemoSession.from_rtsp(models, "rtsp://127.0.0.1:9/none")
+    assert session.wait(timeout=60)
+    status = session.view().status
+    assert status.startswith("**Error:** RTSP rtsp://127.0.0.1:9/none: ") and "attempts" in status
+    assert "\n" not in status and "Traceback" not in status
+    assert time.monotonic() - started < 30
+    assert not models.lock.locked()  # the models are free for the next stream
+
+
+def test_one_stream_at_a_time_and_an_abandoned_one_ends(models, monkeypatch):
+    monkeypatch.setattr(demo_module, "IDLE_SECONDS", 1.0)
+    first = DemoSession.microphone(models)
+    deadline = time.monotonic() + 30
+    while not models.lock.locked() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = DemoSession.microphone(models)
+    time.sleep(0.3)
+    assert second.view().status == "Waiting for the model: another stream is running."
+    # nobody pushes audio to either (a closed tab): both end on their own, one after the other
+    assert first.wait(timeout=30) and second.wait(timeout=30)
+    assert first.view().status.startswith("Nothing was said") and first.view().answer == ""
+    assert second.view().status.startswith("Nothing was said")
+    assert not models.lock.locked()
+
+
+def test_the_answer_shows_its_latency_clock_and_verdict():
+    summary = Event(
+        "summary", "", None, 0, 16.36, 16.36, 18.07,
+        {"answer": "87", "answer_latency_s": 1.71, "clock": "cost-model", "cost_profile": "paper",
+         "deep_tokens": 41, "correct": False, "reference": "52"},
+    )  # fmt: skip
+    text = render_answer([summary])
+    assert text.splitlines()[0] == "### Answer: 87"
+    assert "1.71 s after the stream ended at 16.36 s (stream time, clock cost-model:paper)" in text
+    assert text.endswith("wrong: the reference is 52")
+    assert render_answer([]) == ""
+
+
+def test_the_page_streams_half_second_blocks_one_run_at_a_time(models):
+    app = build_app(models, DemoSettings())
+    by_trigger = {}
+    for fn in app.fns.values():
+        for _, event in fn.targets:
+            by_trigger.setdefault(event, []).append(fn)
+    (stream,) = by_trigger["stream"]
+    assert stream.stream_every <= 0.5 and stream.concurrency_limit == 1
+    assert {"start_recording", "stop_recording", "click"} <= set(by_trigger)
+    runs = [fn for fn in app.fns.values() if fn.concurrency_id == stream.concurrency_id]
+    assert len(runs) == 3 and all(fn.concurrency_limit == 1 for fn in runs)  # mic, upload, RTSP
+    assert app._queue.max_size == DemoSettings().queue_size
+
+
+def test_the_demo_binds_localhost_unless_told_otherwise():
+    args = build_parser().parse_args(["demo"])
+    assert (args.host, args.share, args.max_upload_mb) == ("127.0.0.1", False, 50)
+    assert DemoSettings().host == "127.0.0.1"
+    args = build_parser().parse_args(["demo", "--host", "0.0.0.0", "--port", "7999", "--share"])
+    assert (args.host, args.port, args.share) == ("0.0.0.0", 7999, True)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--max-upload-mb", "0"], "--max-upload-mb must be positive"),
+        (["--step", "0"], "--step must be positive"),
+        (["--queue-size", "0"], "--queue-size must be at least 1"),
+        (["--temperature", "0", "--sample"], "temperature"),
+    ],
+)
+def test_bad_demo_flags_are_one_line_before_anything_loads(flags, message, capsys):
+    assert main(["demo", *flags]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("adasr-av: error: ") and message in err[0]
