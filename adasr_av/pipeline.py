@@ -93,9 +93,8 @@ class PipelineRun:
     def stop(self) -> None:
         """End the source now; what was captured still goes through, then the answer comes."""
         self._stopping.set()
-        close = getattr(self.audio, "close", None)
-        if close is not None and not inspect.isgenerator(self.audio):
-            close()  # a live source (microphone, pushed audio) may be waiting for its next block
+        if self._closes_itself():
+            self.audio.close()  # a live source (microphone, pushed audio) may be waiting for its next block
 
     @property
     def stopping(self) -> bool:
@@ -135,6 +134,10 @@ class PipelineRun:
         """Every event of the stream, once it has ended."""
         return list(self)
 
+    def _closes_itself(self) -> bool:
+        """A live source object whose `close()` ends its iteration after what it already holds."""
+        return callable(getattr(self.audio, "close", None)) and not inspect.isgenerator(self.audio)
+
     # --- stages ------------------------------------------------------------------------------
 
     def _guard(self, stage: str, work: Callable[[], None]) -> None:
@@ -146,12 +149,14 @@ class PipelineRun:
             self.event_queue.put(Failure(stage, err))
 
     def _capture(self) -> None:
+        # a live source that `stop()` closed still yields what it had received; a file just stops
+        live = self._closes_itself()
         iterator = iter(self.audio)
         try:
             for chunk in iterator:
                 self._put(self.audio_queue, chunk)
                 self.t_end = chunk.t_end
-                if self.stopping:
+                if self.stopping and not (live and not self._failed.is_set()):
                     break
         finally:
             close = getattr(iterator, "close", None)

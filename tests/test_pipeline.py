@@ -188,3 +188,17 @@ def test_bad_pipeline_config_names_the_key(tmp_path, capsys, text, message):
 def test_run_without_a_source_says_so(capsys):
     assert main(["run"]) == 1
     assert "no source" in capsys.readouterr().err
+
+
+def test_stop_keeps_the_audio_a_live_source_already_received(asr, reasoner_model):
+    """Everything pushed before stop() is heard: stopping a recording loses none of it."""
+    audio = PushedAudio()
+    run = PipelineRun(PipelineModels(asr, StreamingReasoner(*reasoner_model), UNAWARE), audio)
+    samples = [c.samples for c in read_audio(STORY)]
+    for block in samples:
+        audio.push(block, 16000)
+    run.start()
+    run.stop()
+    events = run.run()
+    assert events[-1].type == "summary"
+    assert run.t_end == pytest.approx(sum(len(s) for s in samples) / 16000, abs=0.05)
