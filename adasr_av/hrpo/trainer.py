@@ -38,7 +38,7 @@ from adasr_av.timing import CostModelClock, load_cost_model
 from adasr_av.training.sft import (
     ModelConfig,
     adamw,
-    latest_checkpoint,
+    resume,
     save_checkpoint,
     save_final,
     with_lora,
@@ -246,12 +246,7 @@ def train_hrpo(config: HRPOConfig, progress: bool = True) -> Path:
     model, optimizer = accelerator.prepare(model, optimizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
-    step = 0
-    checkpoint = latest_checkpoint(output)
-    if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
-        step = json.loads((checkpoint / "trainer_state.json").read_text())["step"]
-        accelerator.print(f"adasr-av: resuming from {checkpoint} (step {step} of {t.max_steps})")
+    step = resume(accelerator, output, t.max_steps)
 
     log_path = output / "log.jsonl"
     rank, world = accelerator.process_index, accelerator.num_processes

@@ -170,6 +170,17 @@ def latest_checkpoint(output: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
 
 
+def resume(accelerator, output: Path, total_steps: int) -> int:
+    """Load the last checkpoint in `output` into the prepared objects; returns its step (0: none)."""
+    checkpoint = latest_checkpoint(output)
+    if checkpoint is None:
+        return 0
+    accelerator.load_state(str(checkpoint))
+    step = json.loads((checkpoint / "trainer_state.json").read_text())["step"]
+    accelerator.print(f"adasr-av: resuming from {checkpoint} (step {step} of {total_steps})")
+    return step
+
+
 def train_sft(config: SFTConfig, progress: bool = True) -> Path:
     """Train; returns the folder of the final model (tokenizer included)."""
     from accelerate import Accelerator
@@ -213,12 +224,7 @@ def train_sft(config: SFTConfig, progress: bool = True) -> Path:
     )
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
 
-    step = 0
-    checkpoint = latest_checkpoint(output)
-    if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
-        step = json.loads((checkpoint / "trainer_state.json").read_text())["step"]
-        accelerator.print(f"adasr-av: resuming from {checkpoint} (step {step} of {total_steps})")
+    step = resume(accelerator, output, total_steps)
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     batches = iterate_batches(examples, t.batch_size, t.seed, epochs, pad)
