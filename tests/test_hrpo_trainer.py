@@ -19,6 +19,7 @@ from adasr_av.data.stories import generate_story
 from adasr_av.data.streamed import text_record
 from adasr_av.hrpo.loss import clipped_surrogate, policy_batch, token_logprobs
 from adasr_av.hrpo.rollouts import token_labels
+from adasr_av.reasoner.protocol import chunk_span, question_span
 
 # --- rollouts and loss ------------------------------------------------------------------------------
 
@@ -57,6 +58,21 @@ def test_recomputed_logprobs_ignore_padding(trained_model, tokenizer):
             alone = token_logprobs(trained_model, ids, torch.ones_like(ids))[0]
             torch.testing.assert_close(padded[b, : len(row.sequence) - 1], alone, atol=1e-4, rtol=1e-4)
     assert batch.loss_mask[0].sum() == len(rows[0].sequence) - 1
+
+
+def test_recomputed_logprobs_follow_the_sampling_temperature(trained_model, tokenizer):
+    """Rollouts drawn at temperature T are scored under softmax(logits / T), not the raw softmax."""
+    ids = torch.tensor([tokenizer.encode(question_span("What is left?") + chunk_span("Ann has 3 apples."))])
+    with torch.no_grad():
+        logits = trained_model(input_ids=ids).logits[0, :-1].float()
+        for temperature in (0.5, 2.0):
+            expected = torch.log_softmax(logits / temperature, -1).gather(-1, ids[0, 1:, None])[:, 0]
+            got = token_logprobs(trained_model, ids, torch.ones_like(ids), temperature)[0]
+            torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(
+            token_logprobs(trained_model, ids, torch.ones_like(ids), 0.5),
+            token_logprobs(trained_model, ids, torch.ones_like(ids)),
+        )
 
 
 def test_clipped_surrogate_by_hand():

@@ -41,9 +41,12 @@ def policy_batch(
     return PolicyBatch(ids, attention, loss_mask[:, 1:], adv[:, 1:])
 
 
-def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """log p(token t+1 | tokens ..t) for every position: [B, T-1]."""
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
+def token_logprobs(
+    model, input_ids: torch.Tensor, attention_mask: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
+    """log p(token t+1 | tokens ..t) for every position: [B, T-1], at the sampling temperature, so
+    that the policy being optimised is the one the rollouts were drawn from."""
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float() / temperature
     return torch.log_softmax(logits, dim=-1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
 
 

@@ -266,7 +266,7 @@ def train_hrpo(config: HRPOConfig, progress: bool = True) -> Path:
             dropped += o.drop_zero_variance and max(rewards) == min(rewards)
         policy.train()
         kept = [g for g in groups if not (o.drop_zero_variance and max(g[2]) == min(g[2]))]
-        stats = _update(model, optimizer, accelerator, kept, pad, o, t, reference)
+        stats = _update(model, optimizer, accelerator, kept, pad, o, t, reference, config.rollout.temperature)
         step += 1
         bar.update(1)
         record = _log_record(step, groups, dropped, stats, clock, time.time() - started)
@@ -304,7 +304,15 @@ def _sampling_seed(seed: int, step: int, k: int) -> int:
 
 
 def _update(
-    model, optimizer, accelerator, groups, pad: int, o: ObjectiveConfig, t: HRPOTrainConfig, reference
+    model,
+    optimizer,
+    accelerator,
+    groups,
+    pad: int,
+    o: ObjectiveConfig,
+    t: HRPOTrainConfig,
+    reference,
+    temperature: float = 1.0,
 ):
     """`updates_per_batch` clipped policy-gradient steps on this step's rollouts."""
     sequences = [r.tokens for rollouts, _, _ in groups for r in rollouts]
@@ -318,15 +326,19 @@ def _update(
         batch = policy_batch(sequences[start:end], masks[start:end], advantages[start:end], pad)
         batch = {k: v.to(accelerator.device) for k, v in vars(batch).items()}
         with torch.no_grad():
-            batch["old_logp"] = token_logprobs(model, batch["input_ids"], batch["attention_mask"])
+            batch["old_logp"] = token_logprobs(
+                model, batch["input_ids"], batch["attention_mask"], temperature
+            )
             if reference is not None or (o.kl_coef and hasattr(model, "disable_adapter")):
-                batch["ref_logp"] = _reference_logprobs(accelerator.unwrap_model(model), reference, batch)
+                batch["ref_logp"] = _reference_logprobs(
+                    accelerator.unwrap_model(model), reference, batch, temperature
+                )
         batches.append(batch)
     n_tokens = int(sum(b["loss_mask"].sum() for b in batches))
     totals = {"loss": 0.0, "clip_fraction": 0.0, "kl": 0.0, "tokens": n_tokens}
     for _ in range(o.updates_per_batch):
         for batch in batches:
-            logp = token_logprobs(model, batch["input_ids"], batch["attention_mask"])
+            logp = token_logprobs(model, batch["input_ids"], batch["attention_mask"], temperature)
             loss, stats = clipped_surrogate(
                 logp, batch["old_logp"], batch["advantages"], batch["loss_mask"], o.eps_low, o.eps_high,
                 batch.get("ref_logp"), o.kl_coef, n_tokens,
@@ -343,11 +355,11 @@ def _update(
 
 
 @torch.no_grad()
-def _reference_logprobs(model, reference, batch) -> torch.Tensor:
+def _reference_logprobs(model, reference, batch, temperature: float) -> torch.Tensor:
     if reference is not None:
-        return token_logprobs(reference, batch["input_ids"], batch["attention_mask"])
+        return token_logprobs(reference, batch["input_ids"], batch["attention_mask"], temperature)
     with model.disable_adapter():  # LoRA: the base model is the reference
-        return token_logprobs(model, batch["input_ids"], batch["attention_mask"])
+        return token_logprobs(model, batch["input_ids"], batch["attention_mask"], temperature)
 
 
 def _log_record(step: int, groups, dropped: int, stats: dict, clock, elapsed: float) -> dict:

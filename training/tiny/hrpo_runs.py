@@ -31,7 +31,6 @@ RUNS: dict[str, dict[str, object]] = {
     "boundary": {"hrpo.granularity": "boundary"},
     "acc": {"hrpo.rewards": ["accuracy"]},
     "acc-format": {"hrpo.rewards": ["format", "accuracy"]},
-    "tau5-lr3e-5": {"hrpo.tau": 5.0, "train.lr": 3e-5},  # the first setting tried: a weaker time signal
 }
 
 

@@ -35,6 +35,7 @@ CALIBRATED = HERE / "cost-cpu.json"  # adasr-av calibrate --model tiny-streaming
 MODELS = {  # label -> (model, mode)
     "read-then-think": ("runs/tiny-rtt/final", "read-then-think"),
     "SFT": ("tiny-streaming-sft", "streaming"),
+    "SFT + warm-up": ("runs/tiny-warmup/final", "streaming"),
     "GRPO": ("runs/tiny-grpo/final", "streaming"),
     "HRPO": ("runs/tiny-hrpo/final", "streaming"),
 }
@@ -49,9 +50,6 @@ ABLATIONS = {  # title -> [(row label, run name in hrpo_runs.py)]
     ],
     "Reward set (lambda 0.5, stage)": [
         ("accuracy", "acc"), ("accuracy + format", "acc-format"), ("acc + format + time", "hrpo"),
-    ],
-    "Time scale and learning rate (lambda 0.5, stage)": [
-        ("tau 1 s, lr 1e-4", "hrpo"), ("tau 5 s, lr 3e-5", "tau5-lr3e-5"),
     ],
     "Lambda (stage, all rewards)": [
         ("0 (GRPO)", "grpo"), ("0.3", "lam-0.3"), ("0.5", "hrpo"), ("0.7", "lam-0.7"), ("1", "lam-1"),
