@@ -3,7 +3,7 @@ the read-then-think baseline), the HRPO main table (read-then-think, SFT, GRPO, 
 speech mode and out of distribution), the paper's ablations, and the main models on a profile
 calibrated on this machine. Writes training/tiny/RESULTS.md with the command that printed it.
 
-    python training/tiny/results.py    # after build.sh, build_rtt.sh, hrpo_runs.py, the speech synth
+    python training/tiny/results.py [--jobs 2]  # after build.sh, build_rtt.sh, build_hrpo.sh, synth
 
 Missing models or datasets are skipped (and named). Each report is cached in runs/results-cache,
 keyed by model weights, data, limit and profile, so a rerun only evaluates what changed.
@@ -17,6 +17,7 @@ import hashlib
 import json
 import shlex
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from itertools import islice
 from pathlib import Path
@@ -120,13 +121,40 @@ def table(first: list[str], rows: list[tuple[list[str], EvalReport]]) -> list[st
     return lines
 
 
+def planned(args) -> list[tuple[str, str, str, str, int]]:
+    """Every (cost profile, model, mode, data, limit) evaluation the tables below ask for."""
+    plan = [(args.cost, m, mode, d, args.limit) for m, mode in MODELS.values() for d in DATASETS.values()]
+    test = DATASETS["test, text"]
+    for runs in ABLATIONS.values():
+        plan += [
+            (args.cost, f"runs/tiny-{run}/final", "streaming", test, args.ablation_limit) for _, run in runs
+        ]
+    if CALIBRATED.is_file():
+        plan += [
+            (str(CALIBRATED), m, mode, DATASETS["test, text"], args.limit) for m, mode in MODELS.values()
+        ]
+    return list(dict.fromkeys(plan))
+
+
+def _fill_cache(job: tuple[str, str, str, str, int]) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    cost, *rest = job
+    Evaluator(cost, progress=False).report(*rest)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--limit", type=int, default=150, help="stories per dataset, main tables")
     parser.add_argument("--ablation-limit", type=int, default=100, help="test stories per ablation run")
     parser.add_argument("--cost", default="paper", help="cost profile: paper or a calibrate JSON")
     parser.add_argument("--out", default=str(HERE / "RESULTS.md"))
+    parser.add_argument("--jobs", type=int, default=1, help="evaluations side by side, one thread each")
     args = parser.parse_args()
+    if args.jobs > 1:
+        with ProcessPoolExecutor(args.jobs) as pool:
+            list(pool.map(_fill_cache, planned(args)))
     progress = sys.stderr.isatty()
     paper = Evaluator(args.cost, progress)
 
@@ -145,7 +173,7 @@ def main() -> None:
         "",
         *table(["model", "data"], supervised),
     ]
-    sections += ["", "## Main table: read-then-think, SFT, GRPO, HRPO (issue 5)", ""]
+    sections += ["", "## Main table: read-then-think, SFT, SFT + adaptive warm-up, GRPO, HRPO (issue 5)", ""]
     sections += table(["model", "data"], main_rows)
 
     for title, runs in ABLATIONS.items():
@@ -178,6 +206,7 @@ def main() -> None:
         "sft_speech_acc": ("SFT", "test, speech", "accuracy"),
         "sft_ood_acc": ("SFT", "ood, text", "accuracy"),
         "rtt_text_acc": ("read-then-think", "test, text", "accuracy"),
+        "warmup_text_acc": ("SFT + warm-up", "test, text", "accuracy"),
         "grpo_text_acc": ("GRPO", "test, text", "accuracy"),
         "hrpo_text_acc": ("HRPO", "test, text", "accuracy"),
         "hrpo_speech_acc": ("HRPO", "test, speech", "accuracy"),
@@ -187,7 +216,11 @@ def main() -> None:
         value = getattr(reports.get((label, data_label)), attr, None)
         if value is not None:
             figures[key] = f"{value:.3f}"
-    ratios = {"rtt_latency_vs_sft": ("read-then-think", "SFT"), "hrpo_latency_vs_sft": ("HRPO", "SFT")}
+    ratios = {
+        "rtt_latency_vs_sft": ("read-then-think", "SFT"),
+        "hrpo_latency_vs_sft": ("HRPO", "SFT"),
+        "hrpo_latency_vs_warmup": ("HRPO", "SFT + warm-up"),
+    }
     for key, (a, b) in ratios.items():
         ra, rb = reports.get((a, "test, text")), reports.get((b, "test, text"))
         if ra and rb:
