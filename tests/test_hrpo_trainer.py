@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
+from kill_and_resume import assert_same_weights, kill_at_checkpoint
 from safetensors.torch import load_file
 from test_group_session import run_group
 
@@ -153,21 +149,11 @@ def test_hrpo_killed_and_resumed_matches_an_uninterrupted_run(sft_model):
     straight = hrpo_config(sft_model, "straight", 4)
     assert main(["train", "hrpo", "--config", straight, "--no-progress"]) == 0
     killed = hrpo_config(sft_model, "killed", 4)
-    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": os.path.dirname(__file__)}
-    cmd = [sys.executable, "-m", "adasr_av.cli", "train", "hrpo", "--config", killed, "--no-progress"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoint = sft_model / "killed" / "checkpoints" / "step-2" / "trainer_state.json"
-    deadline = time.time() + 300
-    while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert checkpoint.exists() and not (sft_model / "killed" / "final").exists()
+    kill_at_checkpoint(["train", "hrpo", "--config", killed, "--no-progress"], checkpoint, 300)
+    assert not (sft_model / "killed" / "final").exists()
     assert main(["train", "hrpo", "--config", killed, "--no-progress"]) == 0
-    a = load_file(sft_model / "straight" / "final" / "model.safetensors")
-    b = load_file(sft_model / "killed" / "final" / "model.safetensors")
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+    assert_same_weights(sft_model / "straight" / "final", sft_model / "killed" / "final")
     logs = [(sft_model / name / "log.jsonl").read_text().splitlines() for name in ("straight", "killed")]
     strip = [[{k: v for k, v in json.loads(x).items() if k != "elapsed_s"} for x in log] for log in logs]
     assert strip[1][-2:] == strip[0][-2:]  # the resumed steps sampled and scored the same rollouts

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
-import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import torch
-from safetensors.torch import load_file
+from kill_and_resume import assert_same_weights, kill_at_checkpoint
 
 from adasr_av.cli import main
 from adasr_av.data.dataset import parse_record
@@ -208,22 +202,11 @@ def test_sft_killed_and_resumed_matches_an_uninterrupted_run(data_dir):
     straight = _config(data_dir, "straight", 10)
     assert main(["train", "sft", "--config", straight, "--no-progress"]) == 0
     killed = _config(data_dir, "killed", 10)
-    env = os.environ | {"OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "adasr_av.cli", "train", "sft", "--config", killed, "--no-progress"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoint = data_dir / "killed" / "checkpoints" / "step-4" / "trainer_state.json"
-    deadline = time.time() + 120
-    while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert checkpoint.exists() and not (data_dir / "killed" / "final").exists()
+    kill_at_checkpoint(["train", "sft", "--config", killed, "--no-progress"], checkpoint, 120)
+    assert not (data_dir / "killed" / "final").exists()
     assert main(["train", "sft", "--config", killed, "--no-progress"]) == 0
-    a = load_file(data_dir / "straight" / "final" / "model.safetensors")
-    b = load_file(data_dir / "killed" / "final" / "model.safetensors")
-    assert a.keys() == b.keys()
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+    assert_same_weights(data_dir / "straight" / "final", data_dir / "killed" / "final")
 
 
 def test_sft_lora_on_an_existing_model(data_dir):
