@@ -14,7 +14,7 @@ SAMPLED = ReasonerOptions(
 )
 
 
-def run_group(model, tokenizer, group_size, options=SAMPLED):
+def run_group(model, tokenizer, group_size, options=SAMPLED, chunks=CHUNKS, question=QUESTION, answer="6"):
     reasoner = StreamingReasoner(model, tokenizer, options, group_size=group_size)
     seen = []  # the logits each sampling step read, per row
     sampler = None
@@ -31,7 +31,7 @@ def run_group(model, tokenizer, group_size, options=SAMPLED):
         sampler, reasoner.sampler = reasoner.sampler, recording_sampler
 
     reasoner.start = start
-    list(reason_over_stream(reasoner, CHUNKS, QUESTION, "6"))
+    list(reason_over_stream(reasoner, chunks, question, answer))
     return reasoner, seen
 
 
@@ -50,21 +50,45 @@ def test_rows_are_scored_as_if_each_ran_alone(trained_model, tokenizer):
     assert all(r.events[-1].type == "summary" for r in rows)
 
 
-def test_sampling_logits_match_a_full_pass_on_each_row(trained_model, tokenizer):
-    """The logits each row sampled from equal the full forward's at the same position."""
-    reasoner, seen = run_group(trained_model, tokenizer, group_size=4)
-    assert any(waited_then_went_on(reasoner, r) for r in range(4)), (
-        "no row wrote after a hole: nothing tested"
-    )
+def assert_each_row_sampled_from_its_own_logits(model, reasoner, seen) -> None:
+    """The logits each written token was sampled from equal a full forward's on that row alone."""
     for r, row in enumerate(reasoner.rollouts):
         with torch.inference_mode():
-            full = trained_model(input_ids=torch.tensor([row.sequence])).logits[0]
+            full = model(input_ids=torch.tensor([row.sequence])).logits[0]
         written = [p for s in row.spans if s.role == "model" for p in range(s.start, s.end)]
         # the k-th token a row wrote was sampled at some step; find the step by matching logits
         steps = iter(seen)
         for p in written:
             target = full[p - 1]
             assert any(torch.allclose(step[r], target, atol=1e-4) for step in steps), f"row {r} position {p}"
+
+
+def test_sampling_logits_match_a_full_pass_on_each_row(trained_model, tokenizer):
+    reasoner, seen = run_group(trained_model, tokenizer, group_size=4)
+    assert any(waited_then_went_on(reasoner, r) for r in range(4)), (
+        "no row wrote after a hole: nothing tested"
+    )
+    assert_each_row_sampled_from_its_own_logits(trained_model, reasoner, seen)
+
+
+def test_a_row_whose_deep_phase_ends_first_answers_from_its_own_logits():
+    """The bundled model, sampled: rows close their deep reasoning at different steps, and the
+    early ones must start their answer from the logits after their own reason_end (a regression:
+    they once read a pad's logits and wrote a second reasoning span inside the answer)."""
+    from adasr_av.data.dataset import parse_record
+    from adasr_av.data.stories import generate_story
+    from adasr_av.data.streamed import text_record
+    from adasr_av.reasoner.loading import load_reasoner_model
+
+    model, tokenizer = load_reasoner_model("tiny-streaming-sft", dtype="float32")
+    story = parse_record(text_record(generate_story(0, "train", 3)), "story 3")
+    options = ReasonerOptions(sampling=SamplingOptions(do_sample=True, temperature=0.7, seed=0))
+    reasoner, seen = run_group(model, tokenizer, 6, options, story.chunks, story.question, story.answer)
+    ends = [r.spans[-1].end for r in reasoner.rollouts]
+    deep_lengths = {e.tokens for r in reasoner.rollouts for e in r.events if e.type == "deep"}
+    assert len(deep_lengths) > 1, f"every deep phase had the same length ({ends}): nothing tested"
+    assert all(r.events[-1].info["violations"] == [] for r in reasoner.rollouts)
+    assert_each_row_sampled_from_its_own_logits(model, reasoner, seen)
 
 
 def test_one_batched_forward_per_step(trained_model, tokenizer):

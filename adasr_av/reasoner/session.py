@@ -166,7 +166,8 @@ class StreamingReasoner:
         self.encoded_tokens = 0  # positions ever run through the model: equals the cache length
         self.n_chunks = 0
         self.t_last_avail = 0.0
-        self._logits: torch.Tensor | None = None
+        self._logits: torch.Tensor | None = None  # [G, vocab]: each row's next-token logits
+        self._fresh = False  # whether _logits reflect every token written so far
         self._mask: torch.Tensor | None = None  # [G, cache length], once a row has a hole
         self._positions = torch.zeros(self.group_size, dtype=torch.long, device=self.device)
         self._started = True
@@ -308,7 +309,8 @@ class StreamingReasoner:
         """Run every row's pending tokens in one forward (short rows padded, the pads masked)."""
         lengths = [len(row.pending) for row in self.rollouts]
         width = max(lengths)
-        if width == 0:
+        if width == 0:  # every row's logits already follow its last token
+            self._fresh = True
             return 0.0
         longest = max(len(row.sequence) for row in self.rollouts)
         if self.max_positions and longest > self.max_positions:
@@ -339,8 +341,13 @@ class StreamingReasoner:
         with torch.inference_mode(), native_gqa_on_cpu(self.device):
             out = self.model(input_ids=inputs, past_key_values=self.cache, use_cache=True, **kwargs)
         last = torch.tensor([max(n - 1, 0) for n in lengths], device=self.device)
-        # a row with nothing to run is finished for now; its logits are not read before its next span
-        self._logits = out.logits[torch.arange(self.group_size, device=self.device), last, :]
+        logits = out.logits[torch.arange(self.group_size, device=self.device), last, :]
+        if self._logits is not None and min(lengths) == 0:
+            # a row with nothing to run (its last token was run earlier) keeps the logits it had: a
+            # row whose deep phase ended first samples its answer from them, not from a pad
+            ran = torch.tensor(lengths, device=self.device)[:, None] > 0
+            logits = torch.where(ran, logits, self._logits)
+        self._logits, self._fresh = logits, True
         self._positions += torch.tensor(lengths, device=self.device)
         self.encoded_tokens += width
         for row in self.rollouts:
@@ -358,10 +365,10 @@ class StreamingReasoner:
         active = [cap > 0 for cap in caps]
         t0 = time.perf_counter()
         while any(active):
-            if self._logits is None:
+            if not self._fresh:
                 self._forward()
             tokens = self.sampler(self._logits).tolist()
-            self._logits = None
+            self._fresh = False
             for r, (row, gen, token) in enumerate(zip(self.rollouts, gens, tokens, strict=True)):
                 if not active[r]:
                     continue
