@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +32,12 @@ RUNS: dict[str, dict[str, object]] = {
     "boundary": {"hrpo.granularity": "boundary"},
     "acc": {"hrpo.rewards": ["accuracy"]},
     "acc-format": {"hrpo.rewards": ["format", "accuracy"]},
+    # the main pair trained twice as long; their first 40 steps are the runs above (constant learning
+    # rate, prompt order and sampling seeds fixed by (seed, step)), so they resume from those runs
+    "hrpo-80": {"train.max_steps": 80},
+    "grpo-80": {"hrpo.lam": 0.0, "train.max_steps": 80},
 }
+LONGER = {"hrpo-80": "hrpo", "grpo-80": "grpo"}  # run -> the shorter run it continues
 
 
 def output(name: str) -> Path:
@@ -49,6 +55,10 @@ def train(name: str, adasr: str) -> int:
     if (output(name) / "final" / "config.json").is_file():
         print(f"{name}: done already")
         return 0
+    shorter = output(LONGER.get(name, name))
+    if name in LONGER and not output(name).exists() and (shorter / "checkpoints").is_dir():
+        shutil.copytree(shorter / "checkpoints", output(name) / "checkpoints")
+        shutil.copy(shorter / "log.jsonl", output(name) / "log.jsonl")
     output(name).mkdir(parents=True, exist_ok=True)
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     with (output(name) / "train.log").open("a") as log:
