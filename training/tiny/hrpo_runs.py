@@ -34,6 +34,7 @@ RUNS: dict[str, dict[str, object]] = {
     "acc-format": {"hrpo.rewards": ["format", "accuracy"]},
     # the main pair trained twice as long; their first 40 steps are the runs above (constant learning
     # rate, prompt order and sampling seeds fixed by (seed, step)), so they resume from those runs
+    "lr-1e-4": {"train.lr": 1e-4},
     "hrpo-80": {"train.max_steps": 80},
     "grpo-80": {"hrpo.lam": 0.0, "train.max_steps": 80},
 }

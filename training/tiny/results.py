@@ -52,6 +52,10 @@ ABLATIONS = {  # title -> [(row label, run name in hrpo_runs.py)]
     "Reward set (lambda 0.5, stage)": [
         ("accuracy", "acc"), ("accuracy + format", "acc-format"), ("acc + format + time", "hrpo"),
     ],
+    "Training length and learning rate (lambda 0.5, stage, all rewards)": [
+        ("40 steps, lr 5e-5", "hrpo"), ("80 steps, lr 5e-5", "hrpo-80"), ("40 steps, lr 1e-4", "lr-1e-4"),
+        ("GRPO, 40 steps", "grpo"), ("GRPO, 80 steps", "grpo-80"),
+    ],
     "Lambda (stage, all rewards)": [
         ("0 (GRPO)", "grpo"), ("0.3", "lam-0.3"), ("0.5", "hrpo"), ("0.7", "lam-0.7"), ("1", "lam-1"),
     ],
