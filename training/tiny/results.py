@@ -125,6 +125,40 @@ def table(first: list[str], rows: list[tuple[list[str], EvalReport]]) -> list[st
     return lines
 
 
+def targets(reports: dict[tuple[str, str], EvalReport]) -> list[str]:
+    """Each target of issue 5 with the measured figures and whether it is met."""
+    get = {label: reports.get((label, "test, text")) for label in MODELS}
+    hrpo, sft, grpo = get["HRPO"], get["SFT"], get["GRPO"]
+    if not (hrpo and sft and grpo):
+        return ["(models missing)"]
+    latency, sft_latency = hrpo.answer_latency_mean_s, sft.answer_latency_mean_s
+    checks = [
+        ("HRPO accuracy >= SFT", f"{hrpo.accuracy:.3f} vs {sft.accuracy:.3f}", hrpo.accuracy >= sft.accuracy),
+        (
+            "HRPO accuracy >= GRPO",
+            f"{hrpo.accuracy:.3f} vs {grpo.accuracy:.3f}",
+            hrpo.accuracy >= grpo.accuracy,
+        ),
+        (
+            "HRPO latency <= 0.7 x SFT",
+            f"{latency:.2f} s = {latency / sft_latency:.2f} x {sft_latency:.2f} s",
+            latency <= 0.7 * sft_latency,
+        ),
+        (
+            "skip rate on distractors >= 0.80",
+            f"{hrpo.skip_rate_distractor:.3f}",
+            hrpo.skip_rate_distractor >= 0.8,
+        ),
+        (
+            "skip rate on informative chunks <= 0.10",
+            f"{hrpo.skip_rate_informative:.3f}",
+            hrpo.skip_rate_informative <= 0.1,
+        ),
+    ]
+    lines = ["| target | measured | met |", "|---|---|---|"]
+    return lines + [f"| {name} | {value} | {'yes' if ok else 'no'} |" for name, value, ok in checks]
+
+
 def planned(args) -> list[tuple[str, str, str, str, int]]:
     """Every (cost profile, model, mode, data, limit) evaluation the tables below ask for."""
     plan = [(args.cost, m, mode, d, args.limit) for m, mode in MODELS.values() for d in DATASETS.values()]
@@ -203,6 +237,8 @@ def main() -> None:
         name = calibrated.clock.cost.name
         sections += ["", f"## Main models on the calibrated profile `{name}` (this CPU); test, text", ""]
         sections += table(["model"], rows)
+
+    sections += ["", "## Issue 5 targets (test, text)", "", *targets(reports)]
 
     figures = {}
     for key, (label, data_label, attr) in {
