@@ -169,7 +169,8 @@ def planned(args) -> list[tuple[str, str, str, str, int]]:
         ]
     if CALIBRATED.is_file():
         plan += [
-            (str(CALIBRATED), m, mode, DATASETS["test, text"], args.limit) for m, mode in MODELS.values()
+            (str(CALIBRATED), m, mode, DATASETS["test, text"], args.calibrated_limit)
+            for m, mode in MODELS.values()
         ]
     return list(dict.fromkeys(plan))
 
@@ -186,6 +187,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--limit", type=int, default=150, help="stories per dataset, main tables")
     parser.add_argument("--ablation-limit", type=int, default=100, help="test stories per ablation run")
+    parser.add_argument("--calibrated-limit", type=int, default=50, help="test stories, calibrated profile")
     parser.add_argument("--cost", default="paper", help="cost profile: paper or a calibrate JSON")
     parser.add_argument("--out", default=str(HERE / "RESULTS.md"))
     parser.add_argument("--jobs", type=int, default=1, help="evaluations side by side, one thread each")
@@ -231,11 +233,16 @@ def main() -> None:
         calibrated = Evaluator(str(CALIBRATED), progress)
         rows = []
         for label, (model, mode) in MODELS.items():
-            report = calibrated.report(model, mode, DATASETS["test, text"], args.limit)
+            report = calibrated.report(model, mode, DATASETS["test, text"], args.calibrated_limit)
             if report is not None:
                 rows.append(([label], report))
         name = calibrated.clock.cost.name
-        sections += ["", f"## Main models on the calibrated profile `{name}` (this CPU); test, text", ""]
+        sections += [
+            "",
+            f"## Main models on the calibrated profile `{name}` (this CPU); test, text, first "
+            f"{args.calibrated_limit} stories",
+            "",
+        ]
         sections += table(["model"], rows)
 
     sections += ["", "## Issue 5 targets (test, text)", "", *targets(reports)]
