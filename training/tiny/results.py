@@ -17,6 +17,7 @@ import hashlib
 import json
 import shlex
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from itertools import islice
@@ -159,23 +160,51 @@ def targets(reports: dict[tuple[str, str], EvalReport]) -> list[str]:
     return lines + [f"| {name} | {value} | {'yes' if ok else 'no'} |" for name, value, ok in checks]
 
 
-def planned(args) -> list[tuple[str, str, str, str, int]]:
-    """Every (cost profile, model, mode, data, limit) evaluation the tables below ask for."""
-    plan = [(args.cost, m, mode, d, args.limit) for m, mode in MODELS.values() for d in DATASETS.values()]
+Job = tuple[str, str, str, str, int]  # (cost profile, model, mode, data, limit)
+Row = tuple[list[str], Job]  # (the row's first cells, its evaluation)
+
+
+def main_jobs(args) -> list[Row]:
+    return [
+        ([label, data_label], (args.cost, model, mode, data, args.limit))
+        for label, (model, mode) in MODELS.items()
+        for data_label, data in DATASETS.items()
+    ]
+
+
+def ablation_jobs(args, runs: list[tuple[str, str]]) -> list[Row]:
     test = DATASETS["test, text"]
-    for runs in ABLATIONS.values():
-        plan += [
-            (args.cost, f"runs/tiny-{run}/final", "streaming", test, args.ablation_limit) for _, run in runs
-        ]
+    return [
+        ([label], (args.cost, f"runs/tiny-{run}/final", "streaming", test, args.ablation_limit))
+        for label, run in runs
+    ]
+
+
+def calibrated_jobs(args) -> list[Row]:
+    test = DATASETS["test, text"]
+    return [
+        ([label], (str(CALIBRATED), model, mode, test, args.calibrated_limit))
+        for label, (model, mode) in MODELS.items()
+    ]
+
+
+def planned(args) -> list[Job]:
+    """Every evaluation the tables ask for, once."""
+    rows = main_jobs(args) + [row for runs in ABLATIONS.values() for row in ablation_jobs(args, runs)]
     if CALIBRATED.is_file():
-        plan += [
-            (str(CALIBRATED), m, mode, DATASETS["test, text"], args.calibrated_limit)
-            for m, mode in MODELS.values()
-        ]
-    return list(dict.fromkeys(plan))
+        rows += calibrated_jobs(args)
+    return list(dict.fromkeys(job for _, job in rows))
 
 
-def _fill_cache(job: tuple[str, str, str, str, int]) -> None:
+def evaluated(evaluator: Evaluator, rows: list[Row]) -> Iterator[tuple[list[str], EvalReport]]:
+    """The rows whose model and data exist, with their reports, as each is ready."""
+    for cells, (_, *evaluation) in rows:
+        report = evaluator.report(*evaluation)
+        if report is not None:
+            yield cells, report
+
+
+def _fill_cache(job: Job) -> None:
     import torch
 
     torch.set_num_threads(1)
@@ -198,14 +227,11 @@ def main() -> None:
     progress = sys.stderr.isatty()
     paper = Evaluator(args.cost, progress)
 
-    main_rows, reports = [], {}
-    for label, (model, mode) in MODELS.items():
-        for data_label, data in DATASETS.items():
-            report = paper.report(model, mode, data, args.limit)
-            if report is not None:
-                reports[label, data_label] = report
-                main_rows.append(([label, data_label], report))
-                print(table(["model", "data"], [([label, data_label], report)])[-1], flush=True)
+    main_rows = []
+    for row in evaluated(paper, main_jobs(args)):
+        main_rows.append(row)
+        print(table(["model", "data"], [row])[-1], flush=True)
+    reports = {tuple(cells): report for cells, report in main_rows}
 
     supervised = [(c, r) for c, r in main_rows if c[0] in ("read-then-think", "SFT")]
     sections = [
@@ -217,13 +243,7 @@ def main() -> None:
     sections += table(["model", "data"], main_rows)
 
     for title, runs in ABLATIONS.items():
-        rows = []
-        for row_label, run in runs:
-            report = paper.report(
-                f"runs/tiny-{run}/final", "streaming", DATASETS["test, text"], args.ablation_limit
-            )
-            if report is not None:
-                rows.append(([row_label], report))
+        rows = list(evaluated(paper, ablation_jobs(args, runs)))
         sections += ["", f"## Ablation: {title}; test, text, first {args.ablation_limit} stories", ""]
         sections += (
             table(["variant"], rows) if rows else ["(runs missing: python training/tiny/hrpo_runs.py)"]
@@ -231,11 +251,7 @@ def main() -> None:
 
     if CALIBRATED.is_file():
         calibrated = Evaluator(str(CALIBRATED), progress)
-        rows = []
-        for label, (model, mode) in MODELS.items():
-            report = calibrated.report(model, mode, DATASETS["test, text"], args.calibrated_limit)
-            if report is not None:
-                rows.append(([label], report))
+        rows = list(evaluated(calibrated, calibrated_jobs(args)))
         name = calibrated.clock.cost.name
         sections += [
             "",
