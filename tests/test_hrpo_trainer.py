@@ -226,5 +226,5 @@ def test_updates_raise_the_accuracy_on_a_story_the_policy_half_knows():
         )
         accuracy.append(sum(rewards) / len(rewards))
         _update(model.train(), optimizer, accelerator, [(rollouts, advantages, rewards)], 0, config.hrpo,
-                config.train, None)  # fmt: skip
+                config.train, None, config.rollout.temperature)  # fmt: skip
     assert accuracy[0] <= 0.5 and min(accuracy[-3:]) >= 0.75, accuracy

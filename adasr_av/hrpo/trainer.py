@@ -312,7 +312,7 @@ def _update(
     o: ObjectiveConfig,
     t: HRPOTrainConfig,
     reference,
-    temperature: float = 1.0,
+    temperature: float,
 ):
     """`updates_per_batch` clipped policy-gradient steps on this step's rollouts."""
     sequences = [r.tokens for rollouts, _, _ in groups for r in rollouts]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # HRPO on the bundled domain: the adaptive warm-up of the supervised tiny model (bundled as
-# tiny-streaming-sft; training/tiny/warmup.toml), the main runs and the paper's ablations (training/tiny/hrpo_runs.py), the HRPO model copied into
-# the package as the default reasoner (tiny-streaming), then every table of RESULTS.md.
+# tiny-streaming-sft; training/tiny/warmup.toml), the main runs and the paper's ablations
+# (training/tiny/hrpo_runs.py), the HRPO model copied into the package as the default reasoner
+# (tiny-streaming), then every table of RESULTS.md.
 #     bash training/tiny/build_hrpo.sh [--jobs 2]
 # Needs data/tiny (make_data.sh) and, for the speech rows, data/tiny-speech; an interrupted build
 # resumes where it stopped.

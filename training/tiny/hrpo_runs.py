@@ -32,9 +32,9 @@ RUNS: dict[str, dict[str, object]] = {
     "boundary": {"hrpo.granularity": "boundary"},
     "acc": {"hrpo.rewards": ["accuracy"]},
     "acc-format": {"hrpo.rewards": ["format", "accuracy"]},
+    "lr-1e-4": {"train.lr": 1e-4},
     # the main pair trained twice as long; their first 40 steps are the runs above (constant learning
     # rate, prompt order and sampling seeds fixed by (seed, step)), so they resume from those runs
-    "lr-1e-4": {"train.lr": 1e-4},
     "hrpo-80": {"train.max_steps": 80},
     "grpo-80": {"hrpo.lam": 0.0, "train.max_steps": 80},
 }
@@ -56,8 +56,8 @@ def train(name: str, adasr: str) -> int:
     if (output(name) / "final" / "config.json").is_file():
         print(f"{name}: done already")
         return 0
-    shorter = output(LONGER.get(name, name))
-    if name in LONGER and not output(name).exists() and (shorter / "checkpoints").is_dir():
+    shorter = output(LONGER[name]) if name in LONGER else None
+    if shorter and not output(name).exists() and (shorter / "checkpoints").is_dir():
         shutil.copytree(shorter / "checkpoints", output(name) / "checkpoints")
         shutil.copy(shorter / "log.jsonl", output(name) / "log.jsonl")
     output(name).mkdir(parents=True, exist_ok=True)
