@@ -37,6 +37,9 @@ class ReasonerSection:
     question: str | None = None
     max_unit_tokens: int = 96
     max_deep_tokens: int = 512
+    context_tokens: int | None = None  # default: the model's positions less the deep phase and answer
+    retain: float = 0.5  # fraction of the budget a compaction keeps
+    keep_thoughts: int = 1  # latest thoughts a compaction keeps however old
 
 
 @dataclass

@@ -1,9 +1,12 @@
-"""Where events go: a readable live timeline on the terminal and JSON lines on disk."""
+"""Where events go: a readable live timeline on the terminal, JSON lines and transcripts written as
+they come, and a compact bounded record for the timeline figure. Nothing here keeps a whole stream
+in memory: a one-hour live run costs what a one-minute one does."""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections import deque
 from pathlib import Path
 from typing import TextIO
 
@@ -33,10 +36,24 @@ def format_event(event: Event) -> str:
         return f"{t}  think {i:<4} {_clip(event.text, _WIDTH - 30)} {span}{flags}"
     if event.type == "skip":
         return f"{t}  skip  {i:<4} {span}{flags}"
+    if event.type == "context":
+        return f"{t}  context    compacted {describe_compaction(event.info)} {span}"
     if event.type == "deep":
         return f"{t}  deep       {_clip(event.text, _WIDTH - 30)} {span}{flags}"
     if event.type == "answer":
         return f"{t}  answer     {event.info.get('answer')!s:<20} {span}{flags}"
+    if event.type != "summary":  # a kind this printer does not know yet: its type and text
+        return f"{t}  {event.type:<10} {_clip(event.text, _WIDTH - 30)} {span}"
+    return _format_summary(event)
+
+
+def describe_compaction(info: dict) -> str:
+    """What a context compaction did, from its event's info (tolerant of missing keys)."""
+    before, after = info.get("tokens_before", "?"), info.get("tokens_after", "?")
+    return f"{before} -> {after} tokens, {info.get('chunks_dropped', '?')} chunks dropped"
+
+
+def _format_summary(event: Event) -> str:
     info = event.info
     verdict = "" if "correct" not in info else f"  correct={info['correct']} (reference {info['reference']})"
     clock = info["clock"] + (f":{info['cost_profile']}" if info.get("cost_profile") else "")
@@ -47,6 +64,11 @@ def format_event(event: Event) -> str:
         f" | stream tokens {info['stream_tokens']} | deep tokens {info['deep_tokens']}"
         f" | skips {info['skips']} | clock {clock} | {info['mode']}",
     ]
+    if info.get("compactions"):
+        cut = " (read-then-think: the deep phase did not see them)" if info.get("truncated") else ""
+        lines.append(
+            f"context compacted {info['compactions']} times, {info['chunks_dropped']} chunks dropped{cut}"
+        )
     if info.get("violations"):
         lines.append(f"protocol violations: {'; '.join(info['violations'][:5])}")
     return "\n".join(lines)
@@ -147,3 +169,63 @@ class TranscriptWriter(AppendingFile):
 def format_chunk(chunk: TextChunk) -> str:
     """One live transcript line: the media span, when it was committed, and the text."""
     return f"[{chunk.t_start:7.2f} -> {chunk.t_end:7.2f}s, committed {chunk.t_emit:7.2f}s]  {chunk.text}"
+
+
+# --- the timeline figure's record ------------------------------------------------------------------
+
+TIMELINE_MAX_SPANS = 20_000  # events (and chunk spans) kept for the figure: hours of speech
+
+
+class Timeline:
+    """What the timeline figure draws, kept compactly and bounded: each event's type, token count
+    and times, each chunk's media span, and the summary; no text and no words.
+
+    Why a record rather than reading back the events file: `--plot` does not need `--out`, and the
+    demo draws its figure with no file at all. Why compact: a chunk's words and a thought's text are
+    most of an event's size and the figure draws none of them (a span here is a small tuple). Why
+    bounded: beyond `max_spans` the oldest spans are dropped, so an endless stream stays flat; its
+    figure then shows the latest part and `title` says so.
+    """
+
+    def __init__(self, max_spans: int = TIMELINE_MAX_SPANS):
+        self._events: deque[tuple[str, int, int | None, float, float, float]] = deque(maxlen=max_spans)
+        self._chunks: deque[tuple[float, float, float]] = deque(maxlen=max_spans)
+        self.summary: Event | None = None
+        self.dropped = 0  # events no longer kept
+
+    def add_event(self, event: Event) -> None:
+        if event.type == "summary":
+            self.summary = event
+            return
+        if len(self._events) == self._events.maxlen:
+            self.dropped += 1
+        self._events.append(
+            (event.type, event.tokens, event.chunk_index, event.t_avail, event.t_begin, event.t_done)
+        )
+
+    def add_chunk(self, chunk: TextChunk) -> None:
+        self._chunks.append((chunk.t_start, chunk.t_end, chunk.t_emit))
+
+    def events(self) -> list[Event]:
+        """The kept events as text-less Events (what `plots.timeline_figure` takes)."""
+        kept = [Event(kind, "", index, tokens, *times) for kind, tokens, index, *times in self._events]
+        return kept + ([self.summary] if self.summary is not None else [])
+
+    def chunks(self) -> list[TextChunk]:
+        return [TextChunk("", t_start, t_end, t_emit) for t_start, t_end, t_emit in self._chunks]
+
+    def title(self, title: str) -> str:
+        if not self.dropped:
+            return title
+        return f"{title} (the latest {len(self._events)} events; {self.dropped} earlier ones not kept)"
+
+    def save(self, path: str | Path, title: str = "") -> Path:
+        """The figure written to `path` (PNG, SVG or PDF by suffix)."""
+        from adasr_av.plots import save_timeline
+
+        return save_timeline(path, self.events(), self.chunks(), self.title(title))
+
+    def figure(self, title: str = ""):
+        from adasr_av.plots import timeline_figure
+
+        return timeline_figure(self.events(), self.chunks(), self.title(title))

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-EventType = Literal["chunk", "think", "skip", "deep", "answer", "summary"]
+EventType = Literal["chunk", "context", "think", "skip", "deep", "answer", "summary"]
 ChunkSource = Literal["asr", "ocr", "caption", "text"]
 
 

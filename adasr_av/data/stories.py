@@ -26,6 +26,7 @@ from adasr_av.data.domains import (
     TRAIN_DOMAINS,
     Domain,
 )
+from adasr_av.timing import DEFAULT_WORDS_PER_MINUTE, SECONDS_PER_MINUTE, speech_seconds
 
 Role = Literal["state", "distractor", "question"]
 QuestionPosition = Literal["first", "last", "prompt"]
@@ -330,3 +331,46 @@ def generate_story(seed: int, split: str = "train", index: int = 0) -> Story:
 
 def _role(kind: str) -> Role:
     return {"distractor": "distractor", "question": "question"}.get(kind, "state")  # type: ignore[return-value]
+
+
+def generate_long_story(
+    seed: int,
+    minutes: float,
+    update_every_s: float = 180.0,
+    words_per_minute: float = DEFAULT_WORDS_PER_MINUTE,
+    domain: str = "shopping",
+) -> Story:
+    """A stream of about `minutes` of speech for the long-stream benchmark and tests: one holder,
+    whose amount is set first and changes once every `update_every_s` seconds of speech, among
+    distractors, with the question last. Deterministic in `seed`."""
+    rng = random.Random(f"{seed}:long:{minutes}:{update_every_s}")
+    world = DOMAINS[domain]
+    holders = _holders(rng, world, 1)
+    sim = _Simulation(rng, world, holders)
+    sim.init(holders[0])
+    spoken, next_update = 0.0, update_every_s
+    while spoken < minutes * SECONDS_PER_MINUTE:
+        if spoken >= next_update:
+            sim.op(rng.choice(("add", "remove")))
+            next_update += update_every_s
+        else:
+            sim.drafts.append(_distractor(rng, world, holders))
+        words = len(sim.drafts[-1].template.split())
+        spoken += speech_seconds(words, words_per_minute)
+    question, answer, final = _question(rng, sim, "last")
+    sentences, previous = [], None
+    for draft in [*sim.drafts, question]:
+        text = _render(rng, world, draft, previous)
+        sentences.append(Sentence(text, _role(draft.kind), draft.thought))
+        previous = draft.holder if draft.kind not in ("distractor", "question") else None
+    return Story(
+        id=f"long-{seed}-{minutes:g}min",
+        split="long",
+        domain=domain,
+        sentences=tuple(sentences),
+        question=sentences[-1].text,
+        question_position="last",
+        answer=answer,
+        final=final,
+        recap=f"{_key(holders[0])} = {sim.state[holders[0]]}",
+    )

@@ -9,9 +9,11 @@ and the amortised copy; `keys`/`values` are views of the filled part, so everyth
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 
 import torch
 from transformers import DynamicCache
@@ -61,6 +63,25 @@ class StreamingCache(DynamicCache):
     def __init__(self, config):
         super().__init__(config=config)
         self.layers = [GrowingLayer() if type(layer) is DynamicLayer else layer for layer in self.layers]
+
+
+def cache_argument(model) -> str:
+    """The keyword under which `model.forward` takes a KV cache in the installed transformers.
+
+    transformers 5.24 renamed `past_key_values` to `cache` (the old name warns and goes in 5.40); a
+    forward that does not know the name it is given ignores it and runs with an empty cache, so
+    the name is read off the model's own signature (a PEFT wrapper's base model, a DDP module's)."""
+    while hasattr(model, "module"):  # DistributedDataParallel and friends
+        model = model.module
+    if hasattr(model, "get_base_model"):
+        model = model.get_base_model()
+    return _forward_cache_argument(type(model))
+
+
+@cache
+def _forward_cache_argument(model_type: type) -> str:
+    parameters = inspect.signature(model_type.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
 
 
 @contextmanager

@@ -4,7 +4,13 @@ One causal sequence per rollout on one KV cache. Each chunk span is prefilled on
 it arrives and one unit is generated after it; nothing already in the cache is encoded again.
 Tokens that were chosen but not yet run through the model (a unit's closing token) wait in
 `pending` and go in front of the next prefill, so the cache always holds
-`sequence[:len(sequence) - len(pending)]`.
+`context[:len(context) - len(pending)]`, where `context` is what the model sees: the whole
+`sequence` until the first compaction.
+
+Streams of any length: when the next chunk and its unit would cross the context budget, the
+session compacts (`context.py`: the prompt, the latest thoughts and the most recent pieces are
+kept) and rebuilds the cache from exactly the kept text, positions restarting at 0. A `context`
+event reports it, and its prefill counts on the run's clock like any other work.
 
 A session can carry a group of G rollouts of the same stream (HRPO samples G per prompt): they share
 the environment spans, and every forward runs all G rows at once. Units end at different lengths,
@@ -24,7 +30,8 @@ import torch
 
 from adasr_av.errors import AdasrError
 from adasr_av.reasoner.answer import answers_match, extract_boxed
-from adasr_av.reasoner.kv_cache import StreamingCache, native_gqa_on_cpu
+from adasr_av.reasoner.context import CONTEXT_CONFIG_KEY, MIN_PIECE_TOKENS, ContextPolicy, Piece
+from adasr_av.reasoner.kv_cache import StreamingCache, cache_argument, native_gqa_on_cpu
 from adasr_av.reasoner.protocol import (
     DEFAULT_INSTRUCTION,
     Mode,
@@ -53,8 +60,14 @@ Phase = Literal["prompt", "stream", "deep", "answer"]
 
 @dataclass(frozen=True)
 class ReasonerOptions:
-    """Sampling and token caps. `max_total_tokens` caps units plus deep reasoning; the answer
-    span has its own cap so a run that spent its budget can still answer."""
+    """Sampling, token caps and the context policy. `max_total_tokens` caps units plus deep
+    reasoning; the answer span has its own cap so a run that spent its budget can still answer.
+
+    `context_tokens`: the budget for the prompt, the chunks and their units, which prefilling a
+    chunk may not cross (default: the model's positions less the room the next unit, the deep phase
+    and the answer need, or what its config declares; no position limit: no compaction);
+    `retain`: the fraction of it a compaction keeps; `keep_thoughts`: the latest thoughts a
+    compaction keeps however old (0: recency alone)."""
 
     sampling: SamplingOptions = SamplingOptions()
     max_unit_tokens: int = 96
@@ -63,6 +76,26 @@ class ReasonerOptions:
     max_total_tokens: int = 4096
     instruction: str = DEFAULT_INSTRUCTION
     lag_hint: bool = False  # append each chunk's current lag to its span (HRPO option)
+    context_tokens: int | None = None
+    retain: float = 0.5
+    keep_thoughts: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("max_unit_tokens", "max_deep_tokens", "max_answer_tokens", "max_total_tokens"):
+            if getattr(self, name) < 1:
+                raise AdasrError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.context_tokens is not None and self.context_tokens < 1:
+            raise AdasrError(f"--context-tokens must be at least 1, got {self.context_tokens}")
+        if not 0.0 < self.retain < 1.0:
+            raise AdasrError(f"--retain must be between 0 and 1 (exclusive), got {self.retain}")
+        if self.keep_thoughts < 0:
+            raise AdasrError(f"--keep-thoughts must be at least 0, got {self.keep_thoughts}")
+
+    @property
+    def finish_tokens(self) -> int:
+        """Positions the end of a stream may take: its span, the deep phase and the answer, each
+        with the closing token the runtime may add."""
+        return 1 + self.max_deep_tokens + 1 + self.max_answer_tokens + 1
 
 
 @dataclass(frozen=True)
@@ -76,21 +109,40 @@ class Span:
     unit: int | None = None
 
 
+@dataclass(frozen=True)
+class Segment:
+    """From `sequence[start]` on, the model saw `prefix` (a compaction's kept text) before
+    `sequence[start:]`: what log-probabilities must be recomputed on."""
+
+    start: int
+    prefix: tuple[int, ...] = ()
+
+
 @dataclass
 class Rollout:
-    """One row of a session: its token sequence, who wrote each span, its events and its clock."""
+    """One row of a session: its token sequence, who wrote each span, its events and its clock.
+
+    `sequence` is everything the row's stream wrote; `context` is what its model sees now (the
+    kept text of the last compaction, then what came after), `pieces` divides it into the prompt
+    and one piece per chunk, and `segments` say where each compaction restarted the context."""
 
     sequence: list[int] = field(default_factory=list)
-    pending: list[int] = field(default_factory=list)  # in `sequence`, not yet run through the model
+    pending: list[int] = field(default_factory=list)  # in `context`, not yet run through the model
+    context: list[int] = field(default_factory=list)
+    pieces: list[Piece] = field(default_factory=list)
+    segments: list[Segment] = field(default_factory=lambda: [Segment(0)])
     spans: list[Span] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     schedule: ReasonerSchedule = field(default_factory=ReasonerSchedule)
     generated_tokens: int = 0  # streaming units plus deep reasoning, for the total cap
+    compactions: int = 0
+    chunks_dropped: int = 0
 
     def append(self, ids: list[int], role: Role, phase: Phase, unit: int | None = None) -> None:
         start = len(self.sequence)
         self.sequence.extend(ids)
         self.pending.extend(ids)
+        self.context.extend(ids)
         last = self.spans[-1] if self.spans else None
         if last and (last.role, last.phase, last.unit) == (role, phase, unit) and last.end == start:
             self.spans[-1] = Span(role, phase, last.start, start + len(ids), unit)
@@ -102,6 +154,22 @@ class Rollout:
         event = Event(type_, text, index, tokens, t_avail, t_begin, t_done, info)
         self.events.append(event)
         return event
+
+    def close_piece(self, start: int, chunk_index: int | None, thinks: bool = False) -> None:
+        """`context[start:]` is one piece: the prompt, or a chunk span with its unit."""
+        self.pieces.append(Piece(start, len(self.context), chunk_index, thinks))
+
+    def compact(self, kept: list[Piece]) -> None:
+        """Make the kept pieces the whole context; all of it is to be run through the model again."""
+        ids: list[int] = []
+        pieces = []
+        for piece in kept:
+            pieces.append(Piece(len(ids), len(ids) + piece.size, piece.chunk_index, piece.thinks))
+            ids += self.context[piece.start : piece.end]
+        self.chunks_dropped += len(self.pieces) - len(kept)
+        self.compactions += 1
+        self.context, self.pieces = ids, pieces
+        self.segments.append(Segment(len(self.sequence), tuple(ids)))
 
 
 @dataclass
@@ -153,6 +221,8 @@ class StreamingReasoner:
         self.max_positions = getattr(model.config, "max_position_embeddings", None) or getattr(
             model.config, "n_positions", None
         )
+        self.cache_argument = cache_argument(model)
+        self.policy = self._context_policy()
         self._started = False
 
     # --- public door ------------------------------------------------------------------------
@@ -170,13 +240,15 @@ class StreamingReasoner:
         self._fresh = False  # whether _logits reflect every token written so far
         self._mask: torch.Tensor | None = None  # [G, cache length], once a row has a hole
         self._positions = torch.zeros(self.group_size, dtype=torch.long, device=self.device)
-        self._started = True
         prompt = self._span_ids(question_span(question, self.options.instruction))
         if self._tokenizer_adds_bos():
             prompt = [self.tokenizer.bos_token_id, *prompt]
+        self._check_budget(len(prompt))
+        self._started = True
         wall = self._prefill([prompt] * self.group_size, "prompt")
         for row in self.rollouts:
             row.schedule.run(0.0, self.clock.duration(len(prompt), 0, wall))
+            row.close_piece(0, None)
 
     def feed(self, chunk: TextChunk) -> Event:
         """Prefill one chunk and write its unit; returns the unit event (the chunk event if empty)."""
@@ -190,11 +262,18 @@ class StreamingReasoner:
                 row.emit("chunk", chunk.text, index, 0, a_i, begin, done, empty=True)
             return self.events[-1]
         spans = [self._span_ids(chunk_span(chunk.text, self._lag_hint(row, a_i))) for row in self.rollouts]
+        spans = self._fit_context(spans, index, a_i)
+        starts = [len(row.context) for row in self.rollouts]
         wall = self._prefill(spans, "stream")
-        for row, ids in zip(self.rollouts, spans, strict=True):
+        for row, ids, n in zip(self.rollouts, spans, self._chunk_tokens, strict=True):
             begin, done = row.schedule.run(a_i, self.clock.duration(len(ids), 0, wall))
-            row.emit("chunk", chunk.text, index, len(ids), a_i, begin, done, lag_s=round(lag(begin, a_i), 4))
+            cut = {"truncated_tokens": n - len(ids)} if n > len(ids) else {}
+            row.emit(
+                "chunk", chunk.text, index, len(ids), a_i, begin, done, lag_s=round(lag(begin, a_i), 4), **cut
+            )
         self._unit(index, a_i)
+        for row, start in zip(self.rollouts, starts, strict=True):
+            row.close_piece(start, index, thinks=row.events[-1].type == "think")
         return self.events[-1]
 
     def finish(self, t_stream_end: float | None = None) -> list[Event]:
@@ -224,7 +303,7 @@ class StreamingReasoner:
             )
 
         room = [
-            self.max_positions - len(row.sequence) - 1 if self.max_positions else 10**9
+            self.max_positions - len(row.context) - 1 if self.max_positions else 10**9
             for row in self.rollouts
         ]
         answer_caps = [
@@ -296,6 +375,92 @@ class StreamingReasoner:
                 info["malformed"] = self.tokenizer.convert_ids_to_tokens(gen.stop)
             row.emit(kind, self._text(gen.body).strip(), index, len(gen.tokens), a_i, t0, done, **info)
 
+    # --- context policy ---------------------------------------------------------------------
+
+    def _context_policy(self) -> ContextPolicy | None:
+        """The budget the options ask for, checked against the model's positions. The default is
+        the positions less room for a unit, the deep phase and the answer (or half the positions on
+        a model too short for their caps: generation is then capped by the positions left), or the
+        shorter context a model's config declares under `streaming_context_tokens`."""
+        o = self.options
+        if self.max_positions is None:
+            return (
+                None
+                if o.context_tokens is None
+                else ContextPolicy(o.context_tokens, o.retain, o.keep_thoughts)
+            )
+        reserved = min(self._unit_room() + o.finish_tokens, self.max_positions // 2)
+        most = self.max_positions - reserved
+        if o.context_tokens is not None and o.context_tokens > most:
+            raise AdasrError(
+                f"--context-tokens {o.context_tokens} does not fit the model: of its {self.max_positions} "
+                f"positions, {reserved} are kept for a unit, the deep phase and the answer, which leaves "
+                f"at most {most}"
+            )
+        declared = getattr(self.model.config, CONTEXT_CONFIG_KEY, None)
+        budget = o.context_tokens or min(declared or most, most)
+        return ContextPolicy(budget, o.retain, o.keep_thoughts)
+
+    def _check_budget(self, prompt_tokens: int) -> None:
+        """The budget must hold the question plus one chunk and one unit."""
+        minimum = prompt_tokens + 2 * MIN_PIECE_TOKENS
+        if self.policy is not None and self.policy.budget < minimum:
+            raise AdasrError(
+                f"--context-tokens {self.policy.budget} is too small: the instruction and question take "
+                f"{prompt_tokens} tokens, and a chunk and a unit at least {MIN_PIECE_TOKENS} each; "
+                f"the minimum is {minimum}"
+            )
+
+    def _unit_room(self) -> int:
+        """Tokens the unit after a chunk may take (with the closing token the runtime may add)."""
+        return self.options.max_unit_tokens + 1 if self.mode == "streaming" else 0
+
+    def _fit_context(self, spans: list[list[int]], index: int, a_i: float) -> list[list[int]]:
+        """Compact the rows whose next chunk would cross the budget; returns the chunk spans, a span
+        that cannot fit even beside the prompt alone cut to its end."""
+        self._chunk_tokens = [len(ids) for ids in spans]
+        if self.policy is None:
+            return spans
+        over = [
+            self.policy.needs_compaction(len(row.context), len(ids))
+            for row, ids in zip(self.rollouts, spans, strict=True)
+        ]
+        if any(over):
+            kept = [
+                self.policy.kept(row.pieces, len(ids)) if o else None
+                for row, ids, o in zip(self.rollouts, spans, over, strict=True)
+            ]
+            self._compact(kept, index, a_i)
+        rooms = [self.policy.budget - len(row.context) for row in self.rollouts]
+        return [
+            ids if len(ids) <= room else ids[-max(room, 1) :] for ids, room in zip(spans, rooms, strict=True)
+        ]
+
+    def _compact(self, kept: list[list[Piece] | None], index: int, a_i: float) -> None:
+        """Rebuild the cache: rows with kept pieces keep just those, the others all they had (a row
+        of a group is compacted exactly when a lone session on its stream would be)."""
+        before = [(len(row.context), len(row.pieces)) for row in self.rollouts]
+        for row, pieces in zip(self.rollouts, kept, strict=True):
+            if pieces is not None:
+                row.compact(pieces)
+            row.pending = list(row.context)
+        self.cache = StreamingCache(self.model.config)
+        self.encoded_tokens = 0
+        self._mask, self._logits = None, None
+        self._positions.zero_()
+        wall = self._forward()
+        for row, pieces, (tokens, n_pieces) in zip(self.rollouts, kept, before, strict=True):
+            if pieces is None:
+                continue
+            cost = self.clock.duration(len(row.context), 0, wall)
+            begin, done = row.schedule.run(a_i, cost)
+            dropped = n_pieces - len(pieces)
+            row.emit(
+                "context", "", index, len(row.context), a_i, begin, done,
+                tokens_before=tokens, tokens_after=len(row.context), chunks_dropped=dropped,
+                cost_s=round(cost, 4),
+            )  # fmt: skip
+
     # --- model work -------------------------------------------------------------------------
 
     def _prefill(self, spans: list[list[int]], phase: Phase) -> float:
@@ -312,9 +477,9 @@ class StreamingReasoner:
         if width == 0:  # every row's logits already follow its last token
             self._fresh = True
             return 0.0
-        longest = max(len(row.sequence) for row in self.rollouts)
+        longest = int((self._positions + torch.tensor(lengths, device=self.device)).max())
         if self.max_positions and longest > self.max_positions:
-            raise AdasrError(
+            raise AdasrError(  # the context policy keeps this from happening; it reports a bug if it does
                 f"stream too long for the model: {longest} tokens > {self.max_positions} positions"
             )
         t0 = time.perf_counter()
@@ -339,7 +504,8 @@ class StreamingReasoner:
             positions = self._positions[:, None] + torch.arange(width, device=self.device)[None, :]
             kwargs = {"attention_mask": self._mask, "position_ids": positions}
         with torch.inference_mode(), native_gqa_on_cpu(self.device):
-            out = self.model(input_ids=inputs, past_key_values=self.cache, use_cache=True, **kwargs)
+            out = self.model(input_ids=inputs, use_cache=True, **{self.cache_argument: self.cache}, **kwargs)
+        self._check_cache(self.encoded_tokens + width)
         last = torch.tensor([max(n - 1, 0) for n in lengths], device=self.device)
         logits = out.logits[torch.arange(self.group_size, device=self.device), last, :]
         if self._logits is not None and min(lengths) == 0:
@@ -404,7 +570,11 @@ class StreamingReasoner:
             "cost_profile": getattr(getattr(self.clock, "cost", None), "name", None),
             "mode": self.mode,
             "violations": parse_stream(self._text(row.sequence), self.mode).violations,
+            "compactions": row.compactions,
+            "chunks_dropped": row.chunks_dropped,
         }
+        if self.mode == "read-then-think":  # the deep phase read only the chunks still in context
+            info["truncated"] = row.chunks_dropped > 0
         if self.reference is not None:
             info["reference"] = self.reference
             info["correct"] = answers_match(answer, self.reference)
@@ -432,8 +602,20 @@ class StreamingReasoner:
         minus room for the answer, so a run that rambles is capped instead of overflowing."""
         left = self.options.max_total_tokens - row.generated_tokens
         if self.max_positions:
-            left = min(left, self.max_positions - len(row.sequence) - self.options.max_answer_tokens - 2)
+            left = min(left, self.max_positions - len(row.context) - self.options.max_answer_tokens - 2)
         return max(0, left)
+
+    def _check_cache(self, expected: int) -> None:
+        """The model must have written what it was fed into the cache it was given: one that ignored
+        the cache argument would see only the newest tokens from then on, with no error."""
+        cached = self.cache.get_seq_length()
+        if cached != expected:
+            import transformers
+
+            raise AdasrError(
+                f"the model ignored its KV cache: {cached} tokens cached after {expected} fed "
+                f"(transformers {transformers.__version__} takes it as `{self.cache_argument}`?)"
+            )
 
     def _tokenizer_adds_bos(self) -> bool:
         bos = self.tokenizer.bos_token_id
