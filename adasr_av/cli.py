@@ -403,9 +403,11 @@ def _transcription(args, prefix: str = ""):
 
 
 def _print_asr_stats(stats) -> None:
+    lags = stats.lags_s
     print(
         f"{stats.audio_s:.1f}s of audio in {stats.steps} Whisper steps: real-time factor "
-        f"{stats.real_time_factor:.2f}, longest wait for text {stats.max_lag_s:.2f}s",
+        f"{stats.real_time_factor:.2f}, step lag p50 {lags.quantile(0.5):.2f}s "
+        f"p90 {lags.quantile(0.9):.2f}s, longest wait for text {stats.max_lag_s:.2f}s",
         file=sys.stderr,
     )
 

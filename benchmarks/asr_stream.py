@@ -8,8 +8,9 @@ ASR as if it arrived in real time, and transcribes the same audio offline in one
 
 Word error rates go through Whisper's English normaliser ("forty" = "40"). Commit latency is
 `t_emit` of the chunk holding a word minus the word's end (stream seconds); the word-level figure
-(when LocalAgreement committed the word itself) is printed too. Real-time factor: Whisper compute
-seconds per second of audio.
+(when LocalAgreement committed the word itself) is printed too, and the step lag (a step's emit
+time minus the arrival of its last audio: its compute) from `ASRStats`' running histogram (quantiles
+to 5 ms). Real-time factor: Whisper compute seconds per second of audio.
 
 Last line: RESULT wer_stream=.. wer_offline=.. latency_p50_s=.. latency_p90_s=.. rtf=..
 """
@@ -101,6 +102,8 @@ def main() -> None:
     w50, w90 = np.percentile(word_latencies, [50, 90])
     print(f"audio: {total:.1f}s in {i} files; {stats.steps} Whisper steps, one per {args.step}s of new audio")
     print(f"word-level commit latency (LocalAgreement): p50 {w50:.2f}s p90 {w90:.2f}s")
+    lags = stats.lags_s
+    print(f"step lag: p50 {lags.quantile(0.5):.2f}s p90 {lags.quantile(0.9):.2f}s max {lags.max_s:.2f}s")
     print(f"max wait for a step: {stats.max_lag_s:.2f}s")
     print(f"RESULT wer_stream={wer_stream:.3f} wer_offline={wer_offline:.3f} latency_p50_s={p50:.2f} "
           f"latency_p90_s={p90:.2f} rtf={stats.real_time_factor:.3f}")  # fmt: skip

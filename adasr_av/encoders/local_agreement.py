@@ -52,6 +52,16 @@ class HypothesisBuffer:
         """Words heard but not yet agreed on (flushed when the stream ends)."""
         return list(self.previous)
 
-    def forget_before(self, t: float) -> None:
-        """The audio before `t` left the buffer: committed words there are no longer needed."""
+    def flush(self) -> list[Word]:
+        """The stream ended: commit the pending words as they stand; return them."""
+        tail, self.previous = self.previous, []
+        if tail:
+            self.committed += tail
+            self.last_committed_end = tail[-1].t_end
+        return tail
+
+    def forget_before(self, t: float) -> list[Word]:
+        """The audio before `t` left the buffer: drop the committed words there; return them."""
+        gone = [w for w in self.committed if w.t_end <= t]
         self.committed = [w for w in self.committed if w.t_end > t]
+        return gone

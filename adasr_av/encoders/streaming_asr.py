@@ -10,10 +10,15 @@ commits, and committed words grouped into `TextChunk`s.
 - computation-aware (default): a step started when its last audio arrived and took the measured
   compute time, so `t_emit` = arrival + compute; computation-unaware: stream time stops while
   the model runs and `t_emit` is when the last audio of the step arrived.
+
+State stays bounded however long the stream: `OnlineASR` keeps the words of its buffer (at most
+`max_buffer_seconds` of audio) and the last `prompt_chars` of the text before it; the words it
+commits go out as `TextChunk`s, which are the transcript. `ASRStats` holds running aggregates.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Iterable, Iterator
@@ -27,6 +32,8 @@ from adasr_av.media.audio import SAMPLE_RATE, samples_to_seconds, seconds_to_sam
 from adasr_av.types import AudioChunk, TextChunk, Word
 
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]*$")
+LAG_BIN_S = 0.01  # width of a `LagHistogram` bin: its quantiles are within half of it (5 ms)
+LAG_RANGE_S = 60.0  # lags past this share the histogram's last bin
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,52 @@ class StreamingASROptions:
 
 
 @dataclass
+class LagHistogram:
+    """Count, mean, max and quantiles of lags in fixed memory, so that an hour-long stream costs
+    what a minute does: a histogram of `LAG_BIN_S`-wide bins from 0 to `LAG_RANGE_S` (lags past it
+    share the last bin), not a list of every lag.
+
+    `quantile(q)` is numpy's default (linear) quantile with each order statistic read as its bin's
+    midpoint, clamped to the smallest and largest lag seen: within `LAG_BIN_S / 2` of
+    `numpy.quantile(lags, q)` for lags below `LAG_RANGE_S`. Count, mean, min and max (q = 0 and 1)
+    are exact.
+    """
+
+    counts: np.ndarray = field(
+        default_factory=lambda: np.zeros(round(LAG_RANGE_S / LAG_BIN_S), dtype=np.int64), repr=False
+    )
+    count: int = 0
+    total_s: float = 0.0
+    min_s: float = math.inf
+    max_s: float = 0.0
+
+    def add(self, lag_s: float) -> None:
+        self.counts[min(max(int(lag_s / LAG_BIN_S), 0), len(self.counts) - 1)] += 1
+        self.count += 1
+        self.total_s += lag_s
+        self.min_s, self.max_s = min(self.min_s, lag_s), max(self.max_s, lag_s)
+
+    @property
+    def mean_s(self) -> float:
+        return self.total_s / self.count if self.count else 0.0
+
+    def quantile(self, q: float) -> float:
+        """The lag below which a fraction `q` (0 to 1) of the lags lie; 0 when there are none."""
+        if not self.count:
+            return 0.0
+        rank = q * (self.count - 1)
+        lo, hi = self._order_statistic(math.floor(rank)), self._order_statistic(math.ceil(rank))
+        return lo + (hi - lo) * (rank - math.floor(rank))
+
+    def _order_statistic(self, k: int) -> float:
+        """The k-th smallest lag (from 0), as its bin's midpoint clamped to the lags seen."""
+        if k in (0, self.count - 1):
+            return self.min_s if k == 0 else self.max_s
+        i = int(np.searchsorted(np.cumsum(self.counts), k, side="right"))
+        return min(max((i + 0.5) * LAG_BIN_S, self.min_s), self.max_s)
+
+
+@dataclass
 class ASRStats:
     """Filled in while a stream is transcribed: how far the ASR fell behind, and its cost."""
 
@@ -50,7 +103,8 @@ class ASRStats:
     compute_s: float = 0.0
     audio_s: float = 0.0
     max_lag_s: float = 0.0  # longest wait between audio arriving and a step that includes it ending
-    lags_s: list[float] = field(default_factory=list)
+    # per step: its text's emit time minus the arrival of its last audio (its compute, when aware)
+    lags_s: LagHistogram = field(default_factory=LagHistogram)
 
     @property
     def real_time_factor(self) -> float:
@@ -64,8 +118,8 @@ class OnlineASR:
         self.backend, self.options = backend, options
         self.audio = np.zeros(0, dtype=np.float32)
         self.buffer_start = 0.0  # stream time of audio[0]
-        self.hypothesis = HypothesisBuffer()
-        self.committed: list[Word] = []
+        self.hypothesis = HypothesisBuffer()  # also holds the committed words still in the buffer
+        self.text_before = ""  # the last `prompt_chars` of committed text that has left the buffer
         self.unprocessed_s = 0.0
         self._started = False
 
@@ -83,7 +137,7 @@ class OnlineASR:
         if gap > self.options.max_gap_seconds:
             flushed = self.finish()
             self.audio, self.buffer_start = np.zeros(0, dtype=np.float32), chunk.t_start
-            self.hypothesis.forget_before(chunk.t_start)
+            self._forget_before(chunk.t_start)
         elif gap > 1 / SAMPLE_RATE:
             self.audio = np.concatenate([self.audio, np.zeros(seconds_to_samples(gap), dtype=np.float32)])
         self.audio = np.concatenate([self.audio, chunk.samples])
@@ -96,24 +150,24 @@ class OnlineASR:
         offset = self.buffer_start
         words = [Word(w.text, w.t_start + offset, w.t_end + offset, w.probability) for w in transcript.words]
         new = self.hypothesis.insert(words)
-        self.committed += new
         self.unprocessed_s = 0.0
         self._trim([end + offset for end in transcript.segment_ends])
         return new
 
     def finish(self) -> list[Word]:
         """The stream ended: commit the words heard but not yet agreed on."""
-        tail = self.hypothesis.pending()
-        self.hypothesis.previous = []
-        if tail:
-            self.hypothesis.committed += tail
-            self.hypothesis.last_committed_end = tail[-1].t_end
-        self.committed += tail
-        return tail
+        return self.hypothesis.flush()
 
     def _prompt(self) -> str:
-        before = [w.text for w in self.committed if w.t_end <= self.buffer_start]
-        return "".join(before)[-self.options.prompt_chars :].strip()
+        """The last `prompt_chars` of committed text before the buffer: the text that left it, then
+        any committed word still in the buffer that ends at its very start (a zero-length word)."""
+        edge = "".join(w.text for w in self.hypothesis.committed if w.t_end <= self.buffer_start)
+        return _last_chars(self.text_before + edge, self.options.prompt_chars).strip()
+
+    def _forget_before(self, t: float) -> None:
+        """Committed words before `t` leave the buffer; of their text, only what a prompt needs stays."""
+        gone = "".join(w.text for w in self.hypothesis.forget_before(t))
+        self.text_before = _last_chars(self.text_before + gone, self.options.prompt_chars)
 
     def _trim(self, segment_ends: list[float]) -> None:
         """Keep the buffer short: cut at the last committed sentence or segment end once it is
@@ -142,7 +196,11 @@ class OnlineASR:
         drop = min(len(self.audio), seconds_to_samples(t - self.buffer_start))
         self.audio = self.audio[drop:]
         self.buffer_start += samples_to_seconds(drop)
-        self.hypothesis.forget_before(self.buffer_start)
+        self._forget_before(self.buffer_start)
+
+
+def _last_chars(text: str, n: int) -> str:
+    return text[max(len(text) - n, 0) :]  # not text[-n:], which is all of it when n is 0
 
 
 class ChunkGrouper:
@@ -199,7 +257,7 @@ def transcribe_stream(
         busy_until = t_commit
         stats.steps += 1
         stats.compute_s += compute
-        stats.lags_s.append(t_commit - t_arrival)
+        stats.lags_s.add(t_commit - t_arrival)
         stats.max_lag_s = max(stats.max_lag_s, t_commit - t_oldest)
         return commit(words, t_commit)
 
