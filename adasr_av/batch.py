@@ -5,12 +5,15 @@
         ──▶ DIR/<stem>.events.jsonl, DIR/<stem>.srt, DIR/summary.csv
 
 Each worker loads the models once (`load(threads) -> PipelineModels`) and runs its files one at a
-time; results come back to this process, which writes every file, so workers on other machines
-need no shared output folder (they do need to read the inputs at the same paths). Every file
-appears atomically (a temporary name, then `os.replace`), and the summary is rewritten after each
-finished file, so a killed batch keeps what it did and a rerun skips the files whose outputs are
-there. A file that fails (or a bad input, or a bad row of the questions CSV) becomes an error row
-with a one-line message, and the batch goes on.
+time, writing each file's events and SRT as they come (nothing of a stream is kept in memory, so
+an hour-long input costs what a short one does): workers on this machine write beside DIR under
+hidden `.part` names, Ray actors (maybe on other machines, with no shared output folder) write a
+local spool and ship the finished files back. This process settles every file: each output appears
+atomically (`os.replace` of its part), and the summary is rewritten after each finished file, so
+a killed batch keeps what it did and a rerun skips the files whose outputs are there (and clears
+the parts a kill left). An `rtsp://` input never ends by itself: it runs for `--max-seconds` of
+stream time, which live inputs require. A file that fails (or a bad input, or a bad row of the
+questions CSV) becomes an error row with a one-line message, and the batch goes on.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ import glob
 import multiprocessing
 import os
 import re
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 import time
 import uuid
@@ -36,11 +41,13 @@ from tqdm import tqdm
 
 from adasr_av.errors import AdasrError, first_line
 from adasr_av.pipeline import PipelineModels
-from adasr_av.types import Event, TextChunk
+from adasr_av.types import Event
 
 SUMMARY_FILE = "summary.csv"
 EVENTS_SUFFIX = ".events.jsonl"
 TRANSCRIPT_SUFFIX = ".srt"
+OUTPUT_SUFFIXES = (TRANSCRIPT_SUFFIX, EVENTS_SUFFIX)  # settled in this order: the events file last
+PART_GLOB = ".*.part"  # a file's outputs while it runs: .<stem><suffix>.<8 hex>.part
 SUMMARY_COLUMNS = (
     "file", "stem", "question", "answer", "reference", "correct", "answer_latency_s",
     "stream_tokens", "deep_tokens", "skips", "audio_s", "wall_s", "status", "error",
@@ -69,10 +76,12 @@ class BatchItem:
 
 @dataclass
 class FileResult:
-    """What a worker sends back for one item."""
+    """What a worker sends back for one item: its summary event and where its outputs are, either
+    `parts` (written beside DIR as the run went) or `shipped` (their bytes, from a Ray actor)."""
 
-    events: list[Event] = field(default_factory=list)
-    chunks: list[TextChunk] = field(default_factory=list)
+    summary: Event | None = None  # None: nothing was answered
+    parts: dict[str, Path] = field(default_factory=dict)  # output suffix -> part file
+    shipped: dict[str, bytes] = field(default_factory=dict)  # output suffix -> content
     audio_s: float | None = None
     wall_s: float = 0.0
     error: str | None = None
@@ -81,10 +90,31 @@ class FileResult:
 
 @dataclass(frozen=True)
 class BatchOptions:
+    """How the batch runs; the fields are `adasr-av batch`'s flags."""
+
     workers: int | None = None  # None: 1 here; with Ray one actor per cluster CPU
     ray: str | None = None  # Ray address: auto, local, ray://host:port or host:port
     realtime: bool = False  # play each file at its real speed
     progress: bool = False
+    max_seconds: float | None = None  # stop each input there (stream seconds); required for live inputs
+
+    def __post_init__(self):
+        if self.workers is not None and self.workers < 1:
+            raise AdasrError("--workers must be at least 1")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise AdasrError(f"--max-seconds must be positive, got {self.max_seconds:g}")
+
+    def check_live(self, items: Sequence[BatchItem]) -> None:
+        """A live input without --max-seconds would run for ever: one line naming the flag."""
+        from adasr_av.media.rtsp import redact
+
+        live = [item.source for item in items if item.error is None and item.source.startswith(LIVE_SCHEMES)]
+        if live and self.max_seconds is None:
+            more = f" and {len(live) - 1} more" if len(live) > 1 else ""
+            raise AdasrError(
+                f"{redact(live[0])}{more}: a live input never ends; give --max-seconds "
+                "(stream seconds to run each input for)"
+            )
 
 
 @dataclass
@@ -333,11 +363,14 @@ def run_batch(
 ) -> BatchReport:
     """Run the items not done earlier, write each one's outputs and keep DIR/summary.csv current."""
     started = time.perf_counter()
+    options.check_live(items)
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise AdasrError(f"cannot write to {out}: {err.strerror or err}") from None
+    for part in out.glob(PART_GLOB):  # left by a killed batch
+        part.unlink(missing_ok=True)
     summary = out / SUMMARY_FILE
     earlier = _earlier_rows(summary)
     rows: dict[int, dict[str, str]] = {}
@@ -361,7 +394,7 @@ def run_batch(
     _write_summary(summary, rows)
     for n, index in enumerate(sorted(rows), start=1):
         _tell(rows[index], n, len(items))
-    results = _results(items, todo, load, options)
+    results = _results(items, todo, load, options, out)
     try:
         for index, result in results:
             if result.models_failed:
@@ -393,29 +426,28 @@ def _tell(row: dict[str, str], n: int, total: int) -> None:
 
 
 def _finish(item: BatchItem, result: FileResult, out: Path) -> dict[str, str]:
-    """A worker's result: outputs written (atomically) and its summary row."""
-    if result.error is None and not any(e.type == "summary" for e in result.events):
+    """A worker's result: outputs settled (atomically) and its summary row."""
+    if result.error is None and result.summary is None:
         result.error = "no speech heard: nothing to answer"
     if result.error is not None:
+        _discard(result.parts.values())
         return _row(item, status="error", error=result.error, wall_s=result.wall_s)
-    from adasr_av.sinks import EventWriter, TranscriptWriter
-
-    def transcript(path: Path) -> None:
-        with TranscriptWriter(path, "srt") as writer:
-            for chunk in result.chunks:
-                writer.write(chunk)
-
-    def events(path: Path) -> None:
-        with EventWriter(path) as writer:
-            for event in result.events:
-                writer.write(event)
-
     try:  # the events file last: with it there, both are
-        _write_atomically(out / f"{item.stem}{TRANSCRIPT_SUFFIX}", transcript)
-        _write_atomically(out / f"{item.stem}{EVENTS_SUFFIX}", events)
+        for suffix in OUTPUT_SUFFIXES:
+            target = out / f"{item.stem}{suffix}"
+            if suffix in result.shipped:
+                _write_atomically(target, lambda path, data=result.shipped[suffix]: path.write_bytes(data))
+            else:
+                os.replace(result.parts[suffix], target)
     except OSError as err:
+        _discard(result.parts.values())
         return _row(item, status="error", error=f"cannot write to {out}: {err.strerror or err}")
-    return _row(item, result.events, "ok", audio_s=result.audio_s, wall_s=result.wall_s)
+    return _row(item, [result.summary], "ok", audio_s=result.audio_s, wall_s=result.wall_s)
+
+
+def _discard(paths) -> None:
+    for path in paths:
+        Path(path).unlink(missing_ok=True)
 
 
 def _row(
@@ -518,49 +550,73 @@ def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
 # --- workers: here, processes or Ray actors --------------------------------------------------------
 
 
-def run_file(models: PipelineModels, item: BatchItem, realtime: bool = False) -> FileResult:
-    """One file through the pipeline; any failure is the result's one-line error, never raised."""
+def run_file(models: PipelineModels, item: BatchItem, spool: Path, options: BatchOptions) -> FileResult:
+    """One file through the pipeline, its events and SRT written into `spool` as they come (part
+    files named in the result); any failure is the result's one-line error, never raised."""
     from adasr_av.media.sources import open_audio
-    from adasr_av.pipeline import PipelineRun
 
     started = time.perf_counter()
+    tag = uuid.uuid4().hex[:8]
+    parts = {suffix: spool / f".{item.stem}{suffix}.{tag}.part" for suffix in OUTPUT_SUFFIXES}
     try:
-        run = PipelineRun(models, open_audio(item.source, realtime=realtime), item.question, item.reference)
-        result = FileResult(run.run(), run.chunks, run.t_end)
-        if getattr(run, "interrupted", False):  # Ctrl-C closed the stream: stop, and keep no outputs
-            raise KeyboardInterrupt
+        audio = open_audio(item.source, realtime=options.realtime)
+        result = _stream_to(parts, models, audio, item, options.max_seconds)
     except AdasrError as err:
         result = FileResult(error=str(err))
     except Exception as err:  # noqa: BLE001 - one file's failure is its row, not the batch's end
         result = FileResult(error=f"{type(err).__name__}: {first_line(err)}")
+    except BaseException:  # Ctrl-C: stop, and keep no outputs
+        _discard(parts.values())
+        raise
+    if result.error is not None:
+        _discard(parts.values())
     result.wall_s = time.perf_counter() - started
     return result
 
 
+def _stream_to(
+    parts: dict[str, Path], models, audio, item: BatchItem, max_seconds: float | None
+) -> FileResult:
+    """The pipeline's events and chunks written to the part files as they happen."""
+    from adasr_av.pipeline import PipelineRun
+    from adasr_av.sinks import EventWriter, TranscriptWriter
+
+    with TranscriptWriter(parts[TRANSCRIPT_SUFFIX], "srt") as srt, EventWriter(parts[EVENTS_SUFFIX]) as log:
+        run = PipelineRun(
+            models, audio, item.question, item.reference, on_chunk=srt.write, max_seconds=max_seconds
+        )
+        for event in run:
+            log.write(event)
+    if run.interrupted:  # Ctrl-C closed the stream
+        raise KeyboardInterrupt
+    return FileResult(run.summary, parts, audio_s=run.t_end)
+
+
 def _results(
-    items: Sequence[BatchItem], todo: list[int], load: Loader, options: BatchOptions
+    items: Sequence[BatchItem], todo: list[int], load: Loader, options: BatchOptions, out: Path
 ) -> Iterator[tuple[int, FileResult]]:
-    """(item index, result) as files finish, from the workers `options` asks for."""
+    """(item index, result) as files finish, from the workers `options` asks for; workers on this
+    machine write their parts into `out`."""
     if not todo:
         return
     workers = min(options.workers or 1, len(todo))
     if options.ray is not None:
         yield from _on_ray(items, todo, load, options)
     elif workers == 1:
-        yield from _here(items, todo, load, options)
+        yield from _here(items, todo, load, options, out)
     else:
-        yield from _in_processes(items, todo, load, options, workers)
+        yield from _in_processes(items, todo, load, options, workers, out)
 
 
 def _here(
-    items: Sequence[BatchItem], todo: list[int], load: Loader, options: BatchOptions
+    items: Sequence[BatchItem], todo: list[int], load: Loader, options: BatchOptions, out: Path
 ) -> Iterator[tuple[int, FileResult]]:
     try:
         models = load(None)
     except AdasrError as err:
         raise AdasrError(f"cannot load the models: {err}") from None
     for index in todo:
-        yield index, run_file(models, items[index], options.realtime)
+        yield index, run_file(models, items[index], out, options)
 
 
 def _threads_per_worker(workers: int) -> int:
@@ -571,9 +627,12 @@ def _threads_per_worker(workers: int) -> int:
 
 
 class _Worker:
-    """A worker's models, loaded once; a load failure is remembered and reported with each file."""
+    """A worker's models, loaded once; a load failure is remembered and reported with each file.
 
-    def __init__(self, load: Loader, threads: int | None):
+    With a `spool` folder (DIR, on this machine) the outputs are left there as parts; without one
+    (a Ray actor) they are written to a local temporary folder and shipped back as bytes."""
+
+    def __init__(self, load: Loader, threads: int | None, spool: Path | None = None):
         import torch
 
         tqdm.set_lock(threading.RLock())  # faster-whisper's disabled bars: no named semaphore to leak
@@ -581,6 +640,7 @@ class _Worker:
             torch.set_num_threads(threads)
         self.models: PipelineModels | None = None
         self.error: str | None = None
+        self.spool = spool
         try:
             self.models = load(threads)
         except AdasrError as err:
@@ -591,33 +651,46 @@ class _Worker:
     def ready(self) -> str | None:
         return self.error
 
-    def run(self, item: BatchItem, realtime: bool) -> FileResult:
+    def run(self, item: BatchItem, options: BatchOptions) -> FileResult:
         if self.models is None:
             return FileResult(error=self.error, models_failed=True)
-        return run_file(self.models, item, realtime)
+        if self.spool is not None:
+            return run_file(self.models, item, self.spool, options)
+        spool = Path(tempfile.mkdtemp(prefix="adasr-batch-"))
+        try:
+            result = run_file(self.models, item, spool, options)
+            result.shipped = {suffix: path.read_bytes() for suffix, path in result.parts.items()}
+            result.parts = {}
+            return result
+        finally:
+            shutil.rmtree(spool, ignore_errors=True)
 
 
 _process_worker: list[_Worker] = []  # the one worker of a pool process
 
 
-def _start_process(load: Loader, threads: int) -> None:
+def _start_process(load: Loader, threads: int, spool: Path) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    _process_worker.append(_Worker(load, threads))
+    _process_worker.append(_Worker(load, threads, spool))
 
 
-def _run_in_process(item: BatchItem, realtime: bool) -> FileResult:
-    return _process_worker[0].run(item, realtime)
+def _run_in_process(item: BatchItem, options: BatchOptions) -> FileResult:
+    return _process_worker[0].run(item, options)
 
 
 def _in_processes(
-    items: Sequence[BatchItem], todo: list[int], load: Loader, options: BatchOptions, workers: int
+    items: Sequence[BatchItem],
+    todo: list[int],
+    load: Loader,
+    options: BatchOptions,
+    workers: int,
+    out: Path,
 ) -> Iterator[tuple[int, FileResult]]:
     """`workers` spawned processes, each loading the models once (in its initializer)."""
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no inherited threads or locks
-    pool = ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_start_process, initargs=(load, _threads_per_worker(workers))
-    )
-    pending = {pool.submit(_run_in_process, items[i], options.realtime): i for i in todo}
+    initargs = (load, _threads_per_worker(workers), out)
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_process, initargs=initargs)
+    pending = {pool.submit(_run_in_process, items[i], options): i for i in todo}
     try:
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -654,7 +727,7 @@ def _on_ray(
         def give(actor) -> None:
             if queue:
                 index = queue.popleft()
-                running[actor.run.remote(items[index], options.realtime)] = (index, actor)
+                running[actor.run.remote(items[index], options)] = (index, actor)
 
         for actor in actors:
             give(actor)

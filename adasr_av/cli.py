@@ -142,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument(
         "--ray", metavar="ADDRESS", help="run the workers as Ray actors: auto, local, ray://host:port"
     )
+    batch.add_argument(
+        "--max-seconds",
+        type=float,
+        help="stop each input after this many stream seconds (required for rtsp:// inputs)",
+    )
     _add_model_args(batch)
     _add_reasoner_args(batch, max_unit_tokens=96)
     _add_asr_args(batch, prefix="asr-")
@@ -171,7 +176,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--share", action="store_true", help="also publish a temporary gradio.live link")
     demo.add_argument("--max-upload-mb", type=int, default=50, help="largest upload (default: 50 MB)")
     demo.add_argument(
-        "--max-record-s", type=int, default=300, help="longest microphone recording (default: 300 s)"
+        "--max-record-s",
+        type=int,
+        default=300,
+        help="longest microphone recording or RTSP stream (default: 300 s)",
+    )
+    demo.add_argument(
+        "--idle-s",
+        type=int,
+        default=15,
+        help="end a microphone or RTSP stream that sends no audio for this long (default: 15 s)",
     )
     demo.add_argument("--queue-size", type=int, default=16, help="requests that may wait (default: 16)")
     _add_model_args(demo)
@@ -274,7 +288,6 @@ def cmd_run(args) -> None:
     from adasr_av.media.sidecar import read_sidecar
     from adasr_av.media.sources import open_audio
     from adasr_av.pipeline import PipelineRun
-    from adasr_av.plots import save_timeline
     from adasr_av.sinks import EventWriter, TranscriptWriter
 
     if not args.source:
@@ -309,7 +322,7 @@ def cmd_run(args) -> None:
     if run.interrupted:
         print("adasr-av: interrupted: the stream was closed and answered", file=sys.stderr)
     if args.plot:
-        save_timeline(args.plot, run.events, run.chunks, title=str(args.source))
+        run.timeline.save(args.plot, title=str(args.source))
     for path, what in ((args.out, "events"), (args.srt, "transcript"), (args.plot, "timeline")):
         if path:
             print(f"{what} written to {path}", file=sys.stderr)
@@ -500,14 +513,14 @@ def cmd_batch(args) -> None:
 
     if not args.inputs and args.questions is None:
         raise AdasrError("batch needs INPUT files, folders or globs, or --questions FILE.csv")
-    if args.workers is not None and args.workers < 1:
-        raise AdasrError("--workers must be at least 1")
     if args.step <= 0:
         raise AdasrError("--step must be positive")
+    options = BatchOptions(
+        args.workers, args.ray, args.realtime, sys.stderr.isatty(), max_seconds=args.max_seconds
+    )
     _clock(args)  # bad flags fail before any file runs or any model loads
     _reasoner_options(args)
     items = plan_batch(args.inputs, args.question, args.questions)
-    options = BatchOptions(args.workers, args.ray, args.realtime, progress=sys.stderr.isatty())
     report = run_batch(items, partial(_pipeline_models, args), args.out, options)
     print(report.line())
     if report.failure():
@@ -520,14 +533,10 @@ def cmd_demo(args) -> None:
 
     from adasr_av.demo import DemoSettings, launch
 
-    for flag, value in (("--step", args.step), ("--max-upload-mb", args.max_upload_mb)):
-        if value <= 0:
-            raise AdasrError(f"{flag} must be positive")
-    for flag, value in (("--max-record-s", args.max_record_s), ("--queue-size", args.queue_size)):
-        if value < 1:
-            raise AdasrError(f"{flag} must be at least 1")
-    names = ("host", "port", "share", "max_upload_mb", "max_record_s", "queue_size", "realtime")
-    settings = DemoSettings(**{name: getattr(args, name) for name in names})
+    if args.step <= 0:
+        raise AdasrError("--step must be positive")
+    names = ("host", "port", "share", "max_upload_mb", "max_record_s", "idle_s", "queue_size", "realtime")
+    settings = DemoSettings(**{name: getattr(args, name) for name in names})  # checks its fields
     whisper_threads = max(1, (os.cpu_count() or 1) - 1)  # a core for the server: no block is lost
     launch(_pipeline_models(args, threads=whisper_threads), settings)
 

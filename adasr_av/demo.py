@@ -9,6 +9,12 @@ message in the page; the app stays up. `build_app` lays the page out with Gradio
 it. The models are loaded once (`PipelineModels`) and run one stream at a time: the handlers that
 feed the pipeline share a concurrency limit of 1, and a session waits for the model if another
 stream holds it.
+
+Live streams have limits (`DemoSettings`, the `adasr-av demo` flags): the microphone and an RTSP
+camera alike end, and are answered, after `max_record_s` stream seconds or once no audio came
+for `idle_s`; a closed page cancels its stream (`OpenPages`, on Gradio's unload event), which
+frees the models. What a session shows is bounded (the latest transcript and thoughts, with a
+note when earlier ones were cut), so a long stream costs the page what a short one does.
 """
 
 from __future__ import annotations
@@ -18,9 +24,10 @@ import functools
 import inspect
 import logging
 import os
+import queue
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,14 +37,15 @@ from adasr_av.errors import AdasrError, first_line
 from adasr_av.media.push import PushedAudio, as_float
 from adasr_av.pipeline import PipelineModels, PipelineRun
 from adasr_av.sinks import format_event
-from adasr_av.types import AudioChunk, Event
+from adasr_av.types import AudioChunk, Event, TextChunk
 
 log = logging.getLogger(__name__)
 
 MIC_BLOCK_SECONDS = 0.5  # the browser sends microphone audio this often
 REFRESH_SECONDS = 0.25  # how often a running stream refreshes the page
 LATE_BLOCK_SECONDS = 1.5  # after the stop click, wait until no block came for this long
-IDLE_SECONDS = 15.0  # a microphone stream that gets no audio for this long is ended (tab closed)
+IDLE_SECONDS = 15  # a live stream (microphone, RTSP) that gets no audio for this long is ended
+MAX_RECORD_SECONDS = 300  # a live stream is ended after this many stream seconds
 RTSP_RETRIES = 2  # failed connection attempts before an RTSP URL is reported (~1.5 s of backoff)
 LOST_AUDIO_S = 0.4  # report microphone audio lost on the way from this much (a block is 0.5 s)
 SILENCE_RMS = 0.003  # about -50 dBFS: a microphone frame quieter than this is silence
@@ -57,9 +65,21 @@ class DemoSettings:
     port: int | None = None  # None: Gradio's first free port from 7860
     share: bool = False
     max_upload_mb: int = 50
-    max_record_s: int = 300  # one microphone recording is cut after this long
+    max_record_s: int = MAX_RECORD_SECONDS  # a microphone recording or RTSP stream ends after this long
+    idle_s: int = IDLE_SECONDS  # a microphone or RTSP stream with no audio for this long ends
     queue_size: int = 16  # requests waiting beyond this are refused ("queue full")
     realtime: bool = False  # the upload tab's "real speed" box starts ticked
+
+    def __post_init__(self):
+        if self.max_upload_mb <= 0:
+            raise AdasrError("--max-upload-mb must be positive")
+        for flag, value in (
+            ("--max-record-s", self.max_record_s),
+            ("--idle-s", self.idle_s),
+            ("--queue-size", self.queue_size),
+        ):
+            if value < 1:
+                raise AdasrError(f"{flag} must be at least 1")
 
 
 class SilenceGate:
@@ -119,11 +139,96 @@ class View:
 EMPTY_VIEW = View("", "", "", "", done=True)
 
 
+class LiveFeed:
+    """A live source read on a thread of its own (an RTSP camera), so that `close()` ends the stream
+    at once, after what was already received, even while the reader waits on the network: Stop, the
+    idle and length limits and a closed page take effect without waiting for a read timeout. It
+    holds at most `size` chunks (beyond that the reader waits: no buffer grows with the stream);
+    `last_audio` is when a chunk last came (monotonic seconds). The reader's error is raised where
+    the feed is read."""
+
+    def __init__(self, records: Iterable[AudioChunk], size: int = 64):
+        self.last_audio = time.monotonic()
+        self._records = records
+        self._queue: queue.Queue = queue.Queue(size)
+        self._closed = threading.Event()
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def __iter__(self) -> Iterator[AudioChunk]:
+        """Connects now (not while the session waits for the model), then the received chunks."""
+        self.last_audio = time.monotonic()
+        threading.Thread(target=self._pump, name="demo-feed", daemon=True).start()
+        while True:
+            try:
+                item = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                if self._closed.is_set():
+                    return
+                continue
+            if item is _FEED_END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def _pump(self) -> None:
+        iterator = iter(self._records)
+        try:
+            for chunk in iterator:
+                self.last_audio = time.monotonic()
+                if not self._offer(chunk):
+                    break
+            self._offer(_FEED_END)
+        except Exception as err:  # noqa: BLE001 - raised again where the feed is read
+            self._offer(err)
+        finally:
+            close = getattr(iterator, "close", None)
+            if close:
+                close()
+
+    def _offer(self, item) -> bool:
+        while not self._closed.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+
+_FEED_END = object()
+
+
+class BlockLateness:
+    """How late each microphone block came, kept bounded: the first and the latest `window` blocks
+    are all that `lost_audio_s` reads."""
+
+    def __init__(self, window: int = 4):
+        self.window, self.count = window, 0
+        self.first: list[float] = []
+        self.last: collections.deque[float] = collections.deque(maxlen=window)
+
+    def add(self, lateness: float) -> None:
+        if len(self.first) < self.window:
+            self.first.append(lateness)
+        self.last.append(lateness)
+        self.count += 1
+
+    def lost_s(self) -> float:
+        if self.count < 2 * self.window:
+            return 0.0
+        return lost_audio_s([*self.first, *self.last], self.window)
+
+
 class DemoSession:
     """One stream through the pipeline, read on a background thread.
 
     Make one with `microphone` (then `push` blocks and `stop`), `from_file` or `from_rtsp` (runs on
-    its own; `stop` ends it early). `view()` renders it at any time; `figure()` once it is done.
+    its own; `stop` ends it early, `cancel` abandons it). `view()` renders it at any time;
+    `figure()` once it is done. A live stream (microphone, RTSP) ends, and is answered, after
+    `settings.max_record_s` stream seconds or once no audio came for `settings.idle_s`.
     """
 
     def __init__(
@@ -133,27 +238,45 @@ class DemoSession:
         question: str = "",
         reference: str | None = None,
         label: str = "stream",
+        settings: DemoSettings | None = None,
     ):
         self.label = label
+        self.settings = settings or DemoSettings()
         self.pushed = audio if isinstance(audio, PushedAudio) else None
+        self.feed = audio if isinstance(audio, LiveFeed) else None
         self.gate = SilenceGate() if self.pushed is not None else None
-        self.run = PipelineRun(models, audio, (question or "").strip(), (reference or "").strip() or None)
+        live = self.pushed is not None or self.feed is not None
+        self.run = PipelineRun(
+            models,
+            audio,
+            (question or "").strip(),
+            (reference or "").strip() or None,
+            max_seconds=self.settings.max_record_s if live else None,
+        )
         self.error: str | None = None
+        self.ended_why: str | None = None  # why a live stream ended on its own (idle)
         self._stop_called = False
         self.last_push = time.monotonic()
         self._received_s = 0.0  # microphone audio pushed so far, before the silence gate
-        self._lateness: list[float] = []  # per block: arrival time - audio before it (seconds)
+        self._lateness = BlockLateness()
         self._running = threading.Event()  # the run holds the models
+        self._running_since = 0.0  # when it took them (monotonic seconds)
         self._done = threading.Event()
         threading.Thread(target=self._read, name=f"demo-{label}", daemon=True).start()
-        if self.pushed is not None:
+        if live:
             threading.Thread(target=self._watch_idle, name="demo-idle", daemon=True).start()
 
     # --- the ways in --------------------------------------------------------------------------
 
     @classmethod
-    def microphone(cls, models: PipelineModels, question: str = "", reference: str | None = None):
-        return cls(models, PushedAudio(), question, reference, label="microphone")
+    def microphone(
+        cls,
+        models: PipelineModels,
+        question: str = "",
+        reference: str | None = None,
+        settings: DemoSettings | None = None,
+    ):
+        return cls(models, PushedAudio(), question, reference, label="microphone", settings=settings)
 
     @classmethod
     def from_file(
@@ -182,7 +305,14 @@ class DemoSession:
         return cls(models, audio, question, reference, label=name)
 
     @classmethod
-    def from_rtsp(cls, models: PipelineModels, url: str, question: str = "", reference: str | None = None):
+    def from_rtsp(
+        cls,
+        models: PipelineModels,
+        url: str,
+        question: str = "",
+        reference: str | None = None,
+        settings: DemoSettings | None = None,
+    ):
         """An RTSP stream; a URL that does not answer ends the session with its message (in `view`)."""
         from adasr_av.media.rtsp import read_rtsp_audio, redact
 
@@ -190,17 +320,17 @@ class DemoSession:
         if not url.lower().startswith(("rtsp://", "rtsps://")):
             raise AdasrError(f"{url or '(empty)'}: not an RTSP URL (rtsp://host[:port]/path)")
         audio = read_rtsp_audio(url, max_retries=RTSP_RETRIES, on_gap=lambda gap: log.warning("%s", gap))
-        return cls(models, audio, question, reference, label=redact(url))
+        return cls(models, LiveFeed(audio), question, reference, label=redact(url), settings=settings)
 
     # --- control ------------------------------------------------------------------------------
 
     def push(self, sample_rate: int, block: np.ndarray) -> None:
         """One block of browser microphone audio (through the silence gate); blocks that come after
-        `stop` are dropped."""
+        `stop` (or the length limit) are dropped."""
         if self.pushed is None or self.stopped:
             return
         self.last_push = time.monotonic()
-        self._lateness.append(self.last_push - self._received_s)
+        self._lateness.add(self.last_push - self._received_s)
         self._received_s += len(block) / sample_rate
         samples = self.gate(block, sample_rate)
         if not len(samples):
@@ -222,6 +352,12 @@ class DemoSession:
         else:
             self.run.stop()
 
+    def cancel(self) -> None:
+        """Abandon the stream (its page was closed): no answer; the models are free once every
+        stage has stopped."""
+        self._stop_called = True
+        self.run.cancel()
+
     def finish_recording(self, quiet_s: float = LATE_BLOCK_SECONDS, most_s: float = 10.0) -> None:
         """Stop a microphone stream once the page has sent what it still held: after a stop click
         the page may send the blocks it was holding back while the server was busy."""
@@ -233,7 +369,7 @@ class DemoSession:
     @property
     def lost_s(self) -> float:
         """Microphone audio that never reached the server (see `lost_audio_s`)."""
-        return lost_audio_s(self._lateness)
+        return self._lateness.lost_s()
 
     @property
     def stopped(self) -> bool:
@@ -250,35 +386,36 @@ class DemoSession:
     # --- rendering ----------------------------------------------------------------------------
 
     def view(self) -> View:
-        events = list(self.run.events)
-        chunks = list(self.run.chunks)
+        chunks, events = self.run.snapshot()
         return View(
-            status=self._status(events, len(chunks)),
-            transcript=" ".join(c.text.strip() for c in chunks if c.text.strip()),
-            reasoning="\n".join(
-                format_event(e).strip() for e in events if e.type in ("think", "skip", "deep")
-            ),
-            answer=render_answer(events),
+            status=self._status(),
+            transcript=transcript_view(chunks, self.run.n_chunks),
+            reasoning=reasoning_view(events),
+            answer=render_answer([self.run.summary] if self.run.summary else []),
             done=self.done,
         )
 
     def figure(self):
         """The run's timeline (matplotlib Figure) once it has ended with events, else None."""
-        from adasr_av.plots import timeline_figure
-
-        if not self.done or not self.run.events:
+        if not self.done or not self.run.timeline.events():
             return None
-        return timeline_figure(self.run.events, self.run.chunks, f"{self.label}: stream timeline")
+        return self.run.timeline.figure(f"{self.label}: stream timeline")
 
-    def _status(self, events: list[Event], n_chunks: int) -> str:
+    def _status(self) -> str:
         cut = f" ({self.gate.cut_s:.1f} s of silence cut)" if self.gate and self.gate.cut_s else ""
-        heard = f"{self.run.t_end or 0.0:.1f} s of audio{cut}, {n_chunks} text chunks"
+        heard = f"{self.run.t_end or 0.0:.1f} s of audio{cut}, {self.run.n_chunks} text chunks"
         if self.lost_s >= LOST_AUDIO_S:
             heard += f"; about {self.lost_s:.1f} s of microphone audio lost on the way (a busy server)"
+        if self.run.reached_limit:
+            heard += f"; stopped at the length limit ({self.settings.max_record_s} s)"
+        elif self.ended_why:
+            heard += f"; ended: {self.ended_why}"
         if self.error:
             return f"**Error:** {self.error}"
         if self.done:
-            if not any(e.type == "summary" for e in events):
+            if self.run.cancelled:
+                return f"Cancelled ({heard}): no answer."
+            if self.run.summary is None:
                 return f"Nothing was said ({heard}): no answer."
             return f"Done: {heard}."
         if not self._running.is_set():
@@ -292,6 +429,7 @@ class DemoSession:
     def _read(self) -> None:
         try:
             self.run.start()  # waits while another stream holds the models
+            self._running_since = time.monotonic()
             self._running.set()
             for _ in self.run:
                 pass
@@ -304,13 +442,43 @@ class DemoSession:
             self._running.set()
             self._done.set()
 
+    def _last_audio(self) -> float:
+        """When audio last came; waiting for the model does not count as idle."""
+        last = self.feed.last_audio if self.feed is not None else self.last_push
+        return max(last, self._running_since)
+
     def _watch_idle(self) -> None:
-        """End a microphone stream whose page stopped sending audio (closed tab, lost connection)."""
+        """End a live stream that sends no audio (a closed tab, a lost connection, a silent camera)."""
+        idle_s = self.settings.idle_s
         while not self.stopped and not self.done:
-            if time.monotonic() - self.last_push > IDLE_SECONDS:
-                log.warning("no microphone audio for %.0f s: ending the stream", IDLE_SECONDS)
+            if self._running.is_set() and time.monotonic() - self._last_audio() > idle_s:
+                log.warning("no audio for %.0f s: ending the stream %s", idle_s, self.label)
+                self.ended_why = f"no audio for {idle_s:g} s"
                 self.stop()
-            time.sleep(1.0)
+            time.sleep(min(1.0, idle_s / 4))
+
+
+TRANSCRIPT_CHARS = 4000  # the page shows the latest this many characters of the transcript
+REASONING_LINES = 60  # and the latest this many thoughts, skips and deliberations
+
+
+def transcript_view(chunks: Sequence[TextChunk], n_chunks: int, limit: int = TRANSCRIPT_CHARS) -> str:
+    """The latest transcript text (at most `limit` characters, cut at a word), with a note when
+    earlier text was cut: a stream of any length shows a page of the same size."""
+    text = " ".join(c.text.strip() for c in chunks if c.text.strip())
+    if len(text) <= limit and len(chunks) == n_chunks:
+        return text
+    tail = text[-limit:]
+    tail = tail.split(" ", 1)[1] if " " in tail and len(text) > limit else tail
+    return f"[… earlier text cut: the latest {len(tail)} characters of {n_chunks} chunks]\n{tail}"
+
+
+def reasoning_view(events: Sequence[Event], limit: int = REASONING_LINES) -> str:
+    """The latest thoughts, skips, compactions and the deliberation, one line each."""
+    lines = [format_event(e).strip() for e in events if e.type in ("think", "skip", "context", "deep")]
+    if len(lines) <= limit:
+        return "\n".join(lines)
+    return "\n".join(["[… earlier lines cut]", *lines[-limit:]])
 
 
 def lost_audio_s(lateness: list[float], window: int = 4) -> float:
@@ -369,10 +537,44 @@ RTSP URL. Whisper turns the audio into text chunks as it arrives; the reasoner t
 after each chunk, and when the stream ends (stop the recording) it deliberates and answers."""
 
 
-def build_app(models: PipelineModels, settings: DemoSettings = DemoSettings()):
-    """The Gradio Blocks page over loaded models."""
+class OpenPages:
+    """The stream each open page runs, by Gradio session: a page that is closed (its tab, the
+    browser, a lost connection) has its stream cancelled, so the models are free for the next page
+    at once instead of after the stream's own limits."""
+
+    def __init__(self):
+        self._streams: dict[str, DemoSession] = {}
+        self._lock = threading.Lock()
+
+    def opened(self, page: str, session: DemoSession) -> DemoSession:
+        with self._lock:
+            self._streams[page] = session
+        return session
+
+    def closed(self, page: str) -> DemoSession | None:
+        """Cancel the page's stream; returns it (None if it had none)."""
+        with self._lock:
+            session = self._streams.pop(page, None)
+        if session is not None and not session.done:
+            log.info("page closed: cancelling its stream %s", session.label)
+            session.cancel()
+        return session
+
+
+def build_app(
+    models: PipelineModels, settings: DemoSettings = DemoSettings(), pages: OpenPages | None = None
+):
+    """The Gradio Blocks page over loaded models; `pages` tracks each open page's stream."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
+
+    pages = pages if pages is not None else OpenPages()
+
+    def with_request(handler):
+        """Gradio passes the page's request to a parameter annotated gr.Request: the class itself,
+        since this module's annotations are strings Gradio cannot resolve."""
+        handler.__annotations__["request"] = gr.Request
+        return handler
 
     def shown(session: DemoSession | None, final: bool = False) -> tuple:
         """Values for [state, status, transcript, reasoning, answer, plot]."""
@@ -417,17 +619,22 @@ def build_app(models: PipelineModels, settings: DemoSettings = DemoSettings()):
             yield shown(session)
         yield shown(session, final=True)
 
-    def start_mic(question, reference, old):
+    def microphone(question, reference, request) -> DemoSession:
+        session = DemoSession.microphone(models, question, reference, settings)
+        return pages.opened(request.session_hash, session)
+
+    @with_request
+    def start_mic(question, reference, old, request):
         if old is not None:
             old.stop()
-        session = DemoSession.microphone(models, question, reference)
-        return shown(session)[:-1] + (None,)
+        return shown(microphone(question, reference, request))[:-1] + (None,)
 
-    def on_block(block, question, reference, session):
+    @with_request
+    def on_block(block, question, reference, session, request):
         if block is None:
             return (session,) + (gr.skip(),) * 5
         if session is None:  # the start event has not run (or failed): start here
-            session = DemoSession.microphone(models, question, reference)
+            session = microphone(question, reference, request)
         if session.pushed is None or session.stopped:  # late blocks of a stopped recording
             return (session,) + (gr.skip(),) * 5
         sample_rate, samples = block
@@ -442,19 +649,26 @@ def build_app(models: PipelineModels, settings: DemoSettings = DemoSettings()):
         session.finish_recording()
         yield from follow(session)
 
-    def run_file(file, question, reference, realtime, old):
+    @with_request
+    def run_file(file, question, reference, realtime, old, request):
         if old is not None:
             old.stop()
         if file is None:
             raise AdasrError(f"choose a file to upload first (at most {settings.max_upload_mb} MB)")
         path = Path(file)
         session = DemoSession.from_file(models, path, question, reference, realtime, name=path.name)
-        yield from follow(session)
+        yield from follow(pages.opened(request.session_hash, session))
 
-    def run_rtsp(url, question, reference, old):
+    @with_request
+    def run_rtsp(url, question, reference, old, request):
         if old is not None:
             old.stop()
-        yield from follow(DemoSession.from_rtsp(models, url, question, reference))
+        session = DemoSession.from_rtsp(models, url, question, reference, settings)
+        yield from follow(pages.opened(request.session_hash, session))
+
+    @with_request
+    def page_closed(request):
+        pages.closed(request.session_hash)
 
     def stop(session):
         if session is not None:
@@ -488,7 +702,12 @@ def build_app(models: PipelineModels, settings: DemoSettings = DemoSettings()):
                     upload_run = gr.Button("Run", variant="primary", elem_id="upload-run")
                     upload_stop = gr.Button("Stop and answer", elem_id="upload-stop")
             with gr.Tab("RTSP", elem_id="tab-rtsp"):
-                url = gr.Textbox(label="RTSP URL", placeholder="rtsp://host:8554/stream", elem_id="rtsp-url")
+                url = gr.Textbox(
+                    label=f"RTSP URL (answered after {settings.max_record_s} s, or after "
+                    f"{settings.idle_s} s without audio)",
+                    placeholder="rtsp://host:8554/stream",
+                    elem_id="rtsp-url",
+                )
                 with gr.Row():
                     rtsp_run = gr.Button("Start", variant="primary", elem_id="rtsp-run")
                     rtsp_stop = gr.Button("Stop and answer", elem_id="rtsp-stop")
@@ -521,6 +740,7 @@ def build_app(models: PipelineModels, settings: DemoSettings = DemoSettings()):
         rtsp_run.click(guarded(run_rtsp), [url, question, reference, state], outputs, **pipeline)
         for button in (upload_stop, rtsp_stop):
             button.click(stop, [state], None, queue=False)
+        app.unload(page_closed)
     app.queue(max_size=settings.queue_size, default_concurrency_limit=1)
     return app
 

@@ -1,6 +1,7 @@
 """The terminal view of a live run (rich): the committed transcript, thoughts and skips as they
-happen, how far the reasoner lags, and the answer with its latency. Redrawn on every event; on a
-terminal that is not a TTY the plain timeline lines are printed instead."""
+happen, how far the reasoner lags, context compactions, and the answer with its latency. Redrawn
+on every event; on a terminal that is not a TTY the plain timeline lines are printed instead. What
+it keeps is bounded (the latest chunks and units), so an hour-long stream costs no more."""
 
 from __future__ import annotations
 
@@ -11,15 +12,18 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.text import Text
 
-from adasr_av.sinks import format_event
+from adasr_av.sinks import describe_compaction, format_event
 from adasr_av.types import Event
+
+TRANSCRIPT_SHOWN = 12  # latest committed chunks in the transcript panel
 
 
 class LiveView:
     def __init__(self, title: str, question: str, console: Console | None = None, units_shown: int = 8):
         self.console = console or Console()
         self.title, self.question = title, question
-        self.transcript: list[str] = []
+        self.transcript: deque[str] = deque(maxlen=TRANSCRIPT_SHOWN)
+        self.compacted = ""  # the latest context compaction, in words
         self.units: deque[Event] = deque(maxlen=units_shown)
         self.status = "listening…"
         self.answer: Event | None = None
@@ -49,6 +53,8 @@ class LiveView:
             self.status = f"stream {event.t_avail:.1f}s | lag {lag:.2f}s | {queued} chunk(s) waiting"
         elif event.type in ("think", "skip"):
             self.units.append(event)
+        elif event.type == "context":
+            self.compacted = f"context compacted at {event.t_done:.1f}s: {describe_compaction(event.info)}"
         elif event.type == "deep":
             self.status = "stream ended: deliberating"
         elif event.type == "answer":
@@ -61,7 +67,7 @@ class LiveView:
             self.live.update(self.render())
 
     def render(self) -> Group:
-        transcript = Text(" ".join(self.transcript[-12:]) or "…")
+        transcript = Text(" ".join(self.transcript) or "…")
         units = Text()
         for e in self.units:
             label = "skip " if e.type == "skip" else "think"
@@ -72,6 +78,8 @@ class LiveView:
             Panel(units or Text("…"), title="thoughts and skips"),
             Text(self.status, style="cyan"),
         ]
+        if self.compacted:
+            parts.append(Text(self.compacted, style="dim"))
         if self.summary is not None:
             info = self.summary.info
             verdict = (

@@ -5,9 +5,26 @@
 Every hand-over blocks when the next stage is full, so nothing is dropped: when the reasoner falls
 behind, chunks wait in order in the chunk queue (the ASR meanwhile coalesces audio into fewer,
 longer steps), and each chunk event says how many chunks were still waiting behind it
-(`queued`) beside its lag in stream seconds (`lag_s`). `stop()` (Ctrl-C, the Stop button) ends
-the source: the audio captured so far is transcribed, and the reasoner still deliberates and
-answers. A failure in any stage ends the run with that error, raised where the events are read.
+(`queued`) beside its lag in stream seconds (`lag_s`).
+
+How a run ends:
+- the source ends, or reaches `max_seconds` of stream time: the reasoner deliberates and answers;
+- `stop()` (Ctrl-C, the Stop button): the source ends now; what was captured still goes through
+  and is answered;
+- `cancel()` (a closed page, a reader that stopped reading): every stage stops at its next step
+  and nothing is deliberated or answered;
+- a stage raises: the run is cancelled the same way, and that error is raised where the events are
+  read. No stage deliberates after a failure.
+
+The models (`PipelineModels.lock`) are held from `start()` until the last stage thread has ended:
+the last thread out releases them, so a slow or stuck stage (a reasoner deliberating on a big
+model, a source waiting on the network) can never find them handed to the next run. Reading the
+events to their end (or to an error) waits for every stage thread, which each check the cancel
+flag between steps, so when the iteration is over the models are free.
+
+Memory stays flat however long the stream: the run keeps the latest `RECENT_CHUNKS` chunks and
+`RECENT_EVENTS` events (for live views), counts, the summary, and a compact bounded `Timeline`
+for the figure. Whoever needs everything writes it as it comes (`on_chunk`, the events iterator).
 
 `PipelineModels` holds what is slow to load (Whisper, the reasoner) so that a batch worker or the
 demo loads it once and runs many streams, one at a time.
@@ -18,20 +35,26 @@ from __future__ import annotations
 import inspect
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from adasr_av.encoders.streaming_asr import ASRStats, StreamingASROptions, transcribe_stream
 from adasr_av.encoders.whisper_backends import WhisperBackend
+from adasr_av.media.audio import seconds_to_samples
 from adasr_av.reasoner.session import StreamingReasoner
+from adasr_av.sinks import Timeline
 from adasr_av.types import AudioChunk, Event, TextChunk
 
 _END = object()  # closes a queue
+RECENT_CHUNKS = 256  # text chunks a run keeps for live views (about 10 minutes of speech)
+RECENT_EVENTS = 512  # events a run keeps for live views (a chunk and its unit are two)
+POLL_S = 0.1  # how often a waiting stage looks at the cancel flag
 
 
 @dataclass
 class PipelineModels:
-    """The loaded stages a run needs; not thread-safe: one run at a time."""
+    """The loaded stages a run needs; not thread-safe: one run at a time (`lock`)."""
 
     asr: WhisperBackend
     reasoner: StreamingReasoner
@@ -47,9 +70,19 @@ class Failure:
     error: BaseException
 
 
+class _Cancelled(Exception):
+    """Raised inside a stage waiting on its queue once the run is cancelled: it unwinds the stage
+    (the ASR's final flush and the reasoner's deliberation included) without counting as a failure."""
+
+
 class PipelineRun:
-    """One stream through the pipeline. Iterate over it for the events as they happen; `chunks`
-    holds the committed text chunks (for transcripts), `t_end` where the audio ended."""
+    """One stream through the pipeline. Iterate over it for the events as they happen.
+
+    `recent_chunks` and `recent_events` are bounded views of the latest (see `snapshot`);
+    `n_chunks` counts the committed text chunks, `summary` is the answer's summary event,
+    `timeline` the figure's record, `t_end` where the audio ended, `reached_limit` whether it
+    ended at `max_seconds`.
+    """
 
     def __init__(
         self,
@@ -59,35 +92,55 @@ class PipelineRun:
         reference: str | None = None,
         queue_size: int = 64,
         on_chunk: Callable[[TextChunk], None] | None = None,
+        max_seconds: float | None = None,
     ):
         if queue_size < 1:
             raise ValueError(f"queue_size must be at least 1, got {queue_size}")
+        if max_seconds is not None and max_seconds <= 0:
+            raise ValueError(f"max_seconds must be positive, got {max_seconds}")
         self.models, self.audio = models, audio
         self.question, self.reference = question, reference
-        self.on_chunk = on_chunk
+        self.on_chunk, self.max_seconds = on_chunk, max_seconds
         self.audio_queue: queue.Queue = queue.Queue(queue_size)
         self.chunk_queue: queue.Queue = queue.Queue(queue_size)
-        self.event_queue: queue.Queue = queue.Queue()  # events are small; the reader drains them
+        self.event_queue: queue.Queue = queue.Queue()  # a chunk's few events; the reader drains them
         self.stats = ASRStats()
-        self.chunks: list[TextChunk] = []
-        self.events: list[Event] = []
+        self.recent_chunks: deque[TextChunk] = deque(maxlen=RECENT_CHUNKS)
+        self.recent_events: deque[Event] = deque(maxlen=RECENT_EVENTS)
+        self.timeline = Timeline()
+        self.n_chunks = 0
+        self.summary: Event | None = None
         self.t_end: float | None = None
-        self._stopping = threading.Event()
-        self._failed = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._guard, args=("capture", self._capture), daemon=True),
-            threading.Thread(target=self._guard, args=("encoder", self._encode), daemon=True),
-            threading.Thread(target=self._guard, args=("reasoner", self._reason), daemon=True),
-        ]
-        self._started = False
+        self.reached_limit = False
         self.interrupted = False
+        self.failure: Failure | None = None
+        self._heard = False  # a chunk with text was committed
+        self._view_lock = threading.Lock()  # the views are read from other threads (the demo's page)
+        self._stopping = threading.Event()
+        self._cancelled = threading.Event()
+        stages = (("capture", self._capture), ("encoder", self._encode), ("reasoner", self._reason))
+        self._threads = [
+            threading.Thread(target=self._guard, args=stage, name=f"pipeline-{stage[0]}", daemon=True)
+            for stage in stages
+        ]
+        self._alive = 0  # stage threads not ended yet; the last one out releases the models
+        self._alive_lock = threading.Lock()
+        self._started = False
 
     def start(self) -> PipelineRun:
+        """Take the models (waiting while another run holds them) and start the stage threads."""
         if not self._started:
             self._started = True
             self.models.lock.acquire()
-            for thread in self._threads:
-                thread.start()
+            self._alive = len(self._threads)
+            for n, thread in enumerate(self._threads):
+                try:
+                    thread.start()
+                except BaseException:
+                    self.cancel()
+                    for _ in self._threads[n:]:
+                        self._thread_ended()
+                    raise
         return self
 
     def stop(self) -> None:
@@ -96,43 +149,86 @@ class PipelineRun:
         if self._closes_itself():
             self.audio.close()  # a live source (microphone, pushed audio) may be waiting for its next block
 
+    def cancel(self) -> None:
+        """Abandon the run: every stage stops at its next step; nothing is deliberated or answered."""
+        self._cancelled.set()
+        self.stop()
+
     @property
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    @property
+    def threads_alive(self) -> int:
+        """Stage threads that have not ended (the models are held until this is 0)."""
+        return self._alive
+
     def __iter__(self) -> Iterator[Event]:
-        """Events as they happen; a stage's exception is raised here once the run has ended."""
+        """Events as they happen; a stage's exception is raised here once every stage has ended.
+
+        Leaving the loop early (break, a closed generator) cancels the run: nobody reads an answer."""
         self.start()
+        finished = False
         try:
-            while True:
-                try:
-                    item = self.event_queue.get(timeout=0.1)
-                except queue.Empty:
-                    continue
-                except KeyboardInterrupt:  # Ctrl-C: close the stream and still answer; twice: abort
-                    if self.stopping:
-                        raise
-                    self.interrupted = True
-                    self.stop()
-                    continue
-                if item is _END:
-                    break
+            while (item := self._next_item()) is not _END:
                 if isinstance(item, Failure):
-                    self._stopping.set()
-                    self._drain_until_end()
-                    raise item.error
-                self.events.append(item)
+                    break
+                self._record(item)
                 yield item
+            finished = self.failure is None
         finally:
-            self._stopping.set()
-            for thread in self._threads:
-                thread.join(timeout=30)
-            if self.models.lock.locked():
-                self.models.lock.release()
+            if not finished:
+                self.cancel()
+            self.join()
+        if self.failure is not None:
+            raise self.failure.error
 
     def run(self) -> list[Event]:
-        """Every event of the stream, once it has ended."""
+        """Every event of the stream, once it has ended (for short streams: the list grows with it)."""
         return list(self)
+
+    def join(self) -> None:
+        """Wait for every stage thread to end (no timeout: a timeout would let the next run in while
+        a stage may still use the models; each stage checks the cancel flag between steps)."""
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join()
+
+    def snapshot(self) -> tuple[list[TextChunk], list[Event]]:
+        """The latest chunks and events, consistent with each other, from any thread."""
+        with self._view_lock:
+            return list(self.recent_chunks), list(self.recent_events)
+
+    def _next_item(self):
+        """The next event, failure or end marker; Ctrl-C closes the stream (twice: aborts)."""
+        while True:
+            try:
+                return self.event_queue.get(timeout=POLL_S)
+            except queue.Empty:
+                continue
+            except KeyboardInterrupt:
+                if self.stopping:
+                    raise
+                self.interrupted = True
+                self.stop()
+
+    def _record(self, event: Event) -> None:
+        with self._view_lock:
+            self.recent_events.append(event)
+            self.timeline.add_event(event)
+            if event.type == "summary":
+                self.summary = event
+
+    def _record_chunk(self, chunk: TextChunk) -> None:
+        with self._view_lock:
+            self.recent_chunks.append(chunk)
+            self.timeline.add_chunk(chunk)
+            self.n_chunks += 1
+            self._heard = self._heard or bool(chunk.text.strip())
 
     def _closes_itself(self) -> bool:
         """A live source object whose `close()` ends its iteration after what it already holds."""
@@ -143,10 +239,31 @@ class PipelineRun:
     def _guard(self, stage: str, work: Callable[[], None]) -> None:
         try:
             work()
+        except _Cancelled:
+            pass
         except BaseException as err:  # noqa: BLE001 - carried to the reader, not swallowed
-            self._failed.set()
-            self._stopping.set()
-            self.event_queue.put(Failure(stage, err))
+            self._fail(stage, err)
+        finally:
+            self._thread_ended()
+
+    def _fail(self, stage: str, err: BaseException) -> None:
+        """The first failure is the run's: recorded before the cancel flag, so whoever sees the
+        flag also sees why."""
+        with self._alive_lock:
+            first = self.failure is None
+            if first:
+                self.failure = Failure(stage, err)
+        self.cancel()
+        if first:
+            self.event_queue.put(self.failure)
+
+    def _thread_ended(self) -> None:
+        with self._alive_lock:
+            self._alive -= 1
+            last = self._alive == 0
+        if last:
+            self.event_queue.put(_END)  # the reader may be waiting on a run that was cancelled
+            self.models.lock.release()
 
     def _capture(self) -> None:
         # a live source that `stop()` closed still yields what it had received; a file just stops
@@ -154,15 +271,31 @@ class PipelineRun:
         iterator = iter(self.audio)
         try:
             for chunk in iterator:
+                chunk = self._within_limit(chunk)
+                if chunk is None or self.cancelled:
+                    break
                 self._put(self.audio_queue, chunk)
                 self.t_end = chunk.t_end
-                if self.stopping and not (live and not self._failed.is_set()):
+                if self.reached_limit:
+                    self.stop()  # as if the user had stopped it: a live source takes no more
+                    break
+                if self.stopping and not live:
                     break
         finally:
             close = getattr(iterator, "close", None)
             if close:
                 close()
-            self._put(self.audio_queue, _END)
+        self._put(self.audio_queue, _END)  # only when the source ended well: a failure ends nothing
+
+    def _within_limit(self, chunk: AudioChunk) -> AudioChunk | None:
+        """The chunk cut at `max_seconds` (None once past it); reaching it ends the stream."""
+        if self.max_seconds is None or chunk.t_end < self.max_seconds:
+            return chunk
+        self.reached_limit = True
+        if chunk.t_start >= self.max_seconds:
+            return None
+        n = seconds_to_samples(self.max_seconds - chunk.t_start)
+        return replace(chunk, samples=chunk.samples[:n], t_end=self.max_seconds)
 
     def _encode(self) -> None:
         for chunk in transcribe_stream(
@@ -174,47 +307,47 @@ class PipelineRun:
     def _reason(self) -> None:
         reasoner = self.models.reasoner
         reasoner.start(self.question, self.reference)
-        fed = 0
         for chunk in self._drain(self.chunk_queue):
-            self.chunks.append(chunk)
+            self._record_chunk(chunk)
             if self.on_chunk:
                 self.on_chunk(chunk)
             n = len(reasoner.events)
             reasoner.feed(chunk)
-            fed += 1
             for event in reasoner.events[n:]:
                 if event.type == "chunk":
                     event.info["queued"] = self.chunk_queue.qsize()
                 self.event_queue.put(event)
-        if fed == 0 or not any(c.text.strip() for c in self.chunks):
-            self.event_queue.put(_END)  # nothing was said: no answer to give
-            return
+        if not self._heard:
+            return  # nothing was said: no answer to give
+        self._check_cancelled()
         for event in reasoner.finish(self.t_end):
             self.event_queue.put(event)
-        self.event_queue.put(_END)
 
     # --- queues ------------------------------------------------------------------------------
 
     def _put(self, q: queue.Queue, item) -> None:
-        """Wait for room: nothing is dropped, unless a stage failed and the run is over."""
-        while not self._failed.is_set():
+        """Wait for room: nothing is dropped; a cancelled run (or a failed stage) unwinds the stage."""
+        while True:
+            self._check_cancelled()
             try:
-                q.put(item, timeout=0.1)
+                q.put(item, timeout=POLL_S)
                 return
             except queue.Full:
                 continue
 
     def _drain(self, q: queue.Queue) -> Iterator:
-        """Items until the end marker; gives up once a stage failed (its upstream may never end)."""
-        while not self._failed.is_set():
+        """Items until the end marker; a cancelled run unwinds the stage (its upstream may never end),
+        so nothing after a failure is flushed, deliberated or answered."""
+        while True:
+            self._check_cancelled()
             try:
-                item = q.get(timeout=0.1)
+                item = q.get(timeout=POLL_S)
             except queue.Empty:
                 continue
             if item is _END:
                 return
             yield item
 
-    def _drain_until_end(self) -> None:
-        for thread in self._threads:
-            thread.join(timeout=5)
+    def _check_cancelled(self) -> None:
+        if self.cancelled:
+            raise _Cancelled

@@ -1,6 +1,7 @@
 """`adasr-av batch`: demo stories through FFmpeg, the bundled Whisper tiny.en and the bundled
-reasoner, in this process, in worker processes and on Ray actors; outputs, summary, reruns and
-bad inputs."""
+reasoner, in this process, in worker processes and on Ray actors; outputs (written as the run goes),
+summary, reruns, bad inputs, and live RTSP inputs cut at --max-seconds (a real RTSP server on
+loopback, see test_media_rtsp.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import socket
 from pathlib import Path
 
 import pytest
+from test_media_rtsp import RtspServer, needs_server
 
-from adasr_av.batch import plan_batch
-from adasr_av.cli import main
+from adasr_av.batch import BatchOptions, FileResult, plan_batch, run_file
+from adasr_av.cli import _pipeline_models, build_parser, main
 
 DEMOS = Path(__file__).resolve().parent.parent / "demos" / "media"
 HEARD = {  # words Whisper tiny.en hears in each demo story (see demos/make_media.py --check)
@@ -148,7 +150,10 @@ def test_a_rerun_skips_finished_files_and_carries_their_rows(first_batch, capsys
     before = summary_rows(out)
     outputs = sorted(p for p in out.iterdir() if p.name != "summary.csv")
     mtimes = [p.stat().st_mtime_ns for p in outputs]
+    stale = out / ".buses.srt.0badf00d.part"  # what a batch killed mid-file leaves
+    stale.write_text("1\n00:00:00,000 --> 00:00:01,000\nhalf a\n\n")
     assert batch(*argv, "--out", str(out)) == 0
+    assert not stale.exists()
     printed = capsys.readouterr().out
     assert "2 files: 0 ok, 2 done earlier, 0 failed" in printed
     assert [p.stat().st_mtime_ns for p in outputs] == mtimes
@@ -172,7 +177,9 @@ def test_bad_inputs_are_error_rows_and_the_batch_goes_on(tmp_path, capfd):
         port = s.getsockname()[1]
     url = f"rtsp://127.0.0.1:{port}/live"
     out = tmp_path / "out"
-    code = batch(str(tmp_path / "in"), str(notes), str(missing), url, "--out", str(out))
+    code = batch(
+        str(tmp_path / "in"), str(notes), str(missing), url, "--out", str(out), "--max-seconds", "30"
+    )
     captured = capfd.readouterr()
     assert code == 1
     no_traceback(captured.err)
@@ -254,3 +261,61 @@ def test_ray_actors_on_a_local_instance(tmp_path, capfd):
     assert [r["stem"] for r in rows] == ["buses", "points"]
     assert_ok_row(rows[0], out, "buses")
     assert_ok_row(rows[1], out, "points")
+
+
+# --- live inputs and memory ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ([], "rtsp://viewer:***@127.0.0.1:9/cam: a live input never ends; give --max-seconds"),
+        (["--max-seconds", "0"], "--max-seconds must be positive, got 0"),
+    ],
+)
+def test_a_live_input_needs_max_seconds(tmp_path, capsys, flags, message):
+    out = tmp_path / "out"
+    assert batch("rtsp://viewer:secret@127.0.0.1:9/cam", "--out", str(out), *flags) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("adasr-av: error: ") and message in err[0]
+    assert "secret" not in err[0] and not out.exists()  # before anything ran or loaded
+
+
+@pytest.fixture(scope="module")
+def story_server():
+    """buses.mp3 served live over RTSP on loopback (each connection plays it from its start)."""
+    server = RtspServer(str(DEMOS / "buses.mp3"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@needs_server
+def test_an_rtsp_input_stops_at_max_seconds_and_is_answered(story_server, tmp_path, capfd):
+    out = tmp_path / "out"
+    question = "How many passengers are on the bus now?"
+    assert batch(story_server.url, "--question", question, "--max-seconds", "6", "--out", str(out)) == 0
+    no_traceback(capfd.readouterr().err)
+    (row,) = summary_rows(out)
+    assert row["status"] == "ok" and row["file"] == story_server.url and row["question"] == question
+    assert float(row["audio_s"]) == pytest.approx(6.0)  # the live stream was cut there
+    events = events_of(out, row["stem"])
+    assert events[-1]["type"] == "summary" and events[-1]["t_avail"] == pytest.approx(6.0, abs=1e-3)
+    assert row["answer"] == (events[-1]["answer"] or "") and [e["type"] for e in events].count("answer") == 1
+    heard = words(srt_text(out / f"{row['stem']}.srt"))
+    story = words(json.loads((DEMOS / "buses.json").read_text())["text"])
+    assert len(heard) >= 5 and len(heard & story) >= 0.7 * len(heard)  # Whisper heard the story's start
+    assert all(e["t_avail"] <= 6.0 + 1e-3 for e in events if e["type"] == "chunk")
+
+
+def test_a_worker_writes_the_outputs_as_they_come_and_sends_back_only_the_summary(tmp_path):
+    """What crosses from a worker is its summary and where its outputs are: nothing that grows
+    with the stream is kept or shipped in memory."""
+    args = build_parser().parse_args(["batch", "x", "--out", str(tmp_path), "--unaware"])
+    (item,) = plan_batch([str(copy_story("buses", tmp_path / "in"))])
+    result = run_file(_pipeline_models(args), item, tmp_path, BatchOptions())
+    assert isinstance(result, FileResult) and result.error is None
+    assert result.summary.type == "summary" and result.shipped == {}
+    events = [json.loads(line) for line in result.parts[".events.jsonl"].read_text().splitlines()]
+    assert events[-1] == result.summary.to_dict() and result.parts[".srt"].name.startswith(".buses.srt.")
+    assert HEARD["buses"] <= words(srt_text(result.parts[".srt"]))

@@ -1,26 +1,33 @@
 """The demo's sessions without a browser: microphone blocks pushed as the page sends them, files and
-URLs, bad input as a message, one stream at a time; and the page's wiring (tests/test_demo_browser.py
-drives the page itself)."""
+URLs, bad input as a message, one stream at a time, the live limits (length, idle) on the
+microphone and on a real RTSP server (see test_media_rtsp.py), a closed page freeing the models,
+the bounded transcript view; and the page's wiring (tests/test_demo_browser.py drives the page
+itself)."""
 
 from __future__ import annotations
 
 import json
+import signal
+import socket
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_media_rtsp import RtspServer, needs_server
 
-from adasr_av import demo as demo_module
 from adasr_av.cli import build_parser, main
 from adasr_av.data.resample import resample
 from adasr_av.demo import (
     DemoSession,
     DemoSettings,
+    OpenPages,
     SilenceGate,
     build_app,
     lost_audio_s,
+    reasoning_view,
     render_answer,
+    transcript_view,
 )
 from adasr_av.encoders.streaming_asr import StreamingASROptions
 from adasr_av.encoders.whisper_backends import load_backend
@@ -29,7 +36,7 @@ from adasr_av.media.file import read_audio
 from adasr_av.pipeline import PipelineModels
 from adasr_av.reasoner.loading import load_reasoner_model
 from adasr_av.reasoner.session import StreamingReasoner
-from adasr_av.types import Event
+from adasr_av.types import Event, TextChunk
 
 STORY = Path(__file__).resolve().parent.parent / "demos" / "media" / "wages.mp3"
 HEARD = ("tom", "21 dollars", "63 dollars every hour", "12 hours")  # what Whisper hears in it
@@ -149,20 +156,63 @@ def test_an_unreachable_rtsp_url_ends_the_session_with_a_message(models):
     assert not models.lock.locked()  # the models are free for the next stream
 
 
-def test_one_stream_at_a_time_and_an_abandoned_one_ends(models, monkeypatch):
-    monkeypatch.setattr(demo_module, "IDLE_SECONDS", 1.0)
-    first = DemoSession.microphone(models)
-    deadline = time.monotonic() + 30
-    while not models.lock.locked() and time.monotonic() < deadline:
+def until(condition, timeout: float = 120.0) -> bool:
+    """Wait for `condition()` (polling), at most `timeout` seconds; whether it came true."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
         time.sleep(0.05)
-    second = DemoSession.microphone(models)
+    return condition()
+
+
+def test_one_stream_at_a_time_and_an_abandoned_one_ends(models):
+    idle = DemoSettings(idle_s=1)
+    first = DemoSession.microphone(models, settings=idle)
+    assert until(models.lock.locked, timeout=30)
+    second = DemoSession.microphone(models, settings=idle)
     time.sleep(0.3)
     assert second.view().status == "Waiting for the model: another stream is running."
     # nobody pushes audio to either (a closed tab): both end on their own, one after the other
     assert first.wait(timeout=30) and second.wait(timeout=30)
     assert first.view().status.startswith("Nothing was said") and first.view().answer == ""
+    assert "ended: no audio for 1 s" in first.view().status
     assert second.view().status.startswith("Nothing was said")
     assert not models.lock.locked()
+
+
+def test_the_microphone_stops_at_the_length_limit_and_is_answered(models):
+    session = DemoSession.microphone(models, settings=DemoSettings(max_record_s=5))
+    for block in browser_blocks(STORY):  # 11 s of story: the page would go on sending
+        session.push(BROWSER_RATE, block)
+    assert session.wait(timeout=300)
+    view = session.view()
+    assert view.status.startswith("Done: ") and "stopped at the length limit (5 s)" in view.status
+    assert session.run.t_end == pytest.approx(5.0) and view.answer.startswith("### Answer:")
+    assert not models.lock.locked()
+
+
+def test_a_cancelled_stream_gives_no_answer_and_frees_the_models(models):
+    session = DemoSession.microphone(models)
+    for block in browser_blocks(STORY):
+        session.push(BROWSER_RATE, block)
+    assert until(lambda: session.run.n_chunks > 0)
+    session.cancel()  # the page was closed mid-stream
+    assert session.wait(timeout=120)
+    assert session.view().status.startswith("Cancelled") and session.view().answer == ""
+    assert session.run.summary is None and not models.lock.locked()
+
+
+def test_the_page_shows_the_latest_transcript_and_says_earlier_text_was_cut():
+    chunks = [TextChunk(f"sentence number {i} of the story.", i, i + 1, i + 1) for i in range(2000)]
+    short = transcript_view(chunks[:3], 3)
+    assert short == " ".join(c.text for c in chunks[:3])
+    view = transcript_view(chunks[-256:], 2000, limit=500)  # a long stream: its latest chunks only
+    note, text = view.split("\n", 1)
+    assert note.startswith("[… earlier text cut: the latest") and "of 2000 chunks]" in note
+    assert len(text) <= 500 and text.endswith("sentence number 1999 of the story.")
+    assert f" {text}" in " " + " ".join(c.text for c in chunks[-256:])  # cut at a word
+    units = [Event("think", f"thought {i}", i, 3, i, i, i + 0.1) for i in range(100)]
+    lines = reasoning_view(units, limit=10).splitlines()
+    assert lines[0] == "[… earlier lines cut]" and len(lines) == 11 and "thought 99" in lines[-1]
 
 
 def test_the_answer_shows_its_latency_clock_and_verdict():
@@ -187,6 +237,7 @@ def test_the_page_streams_half_second_blocks_one_run_at_a_time(models):
     (stream,) = by_trigger["stream"]
     assert stream.stream_every <= 0.5 and stream.concurrency_limit == 1
     assert {"start_recording", "stop_recording", "click"} <= set(by_trigger)
+    assert len(by_trigger["unload"]) == 1  # a closed page cancels its stream
     runs = [fn for fn in app.fns.values() if fn.concurrency_id == stream.concurrency_id]
     assert len(runs) == 3 and all(fn.concurrency_limit == 1 for fn in runs)  # mic, upload, RTSP
     assert app._queue.max_size == DemoSettings().queue_size
@@ -206,6 +257,7 @@ def test_the_demo_binds_localhost_unless_told_otherwise():
         (["--max-upload-mb", "0"], "--max-upload-mb must be positive"),
         (["--step", "0"], "--step must be positive"),
         (["--queue-size", "0"], "--queue-size must be at least 1"),
+        (["--idle-s", "0"], "--idle-s must be at least 1"),
         (["--temperature", "0", "--sample"], "temperature"),
     ],
 )
@@ -213,3 +265,71 @@ def test_bad_demo_flags_are_one_line_before_anything_loads(flags, message, capsy
     assert main(["demo", *flags]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("adasr-av: error: ") and message in err[0]
+
+
+# --- RTSP: the same limits, and a closed page ------------------------------------------------------
+
+
+@pytest.fixture
+def story_server():
+    """The story served live over RTSP on loopback (each connection plays it from its start)."""
+    server = RtspServer(str(STORY))
+    server.start()
+    yield server
+    server.process.send_signal(signal.SIGCONT)  # if a test froze it
+    server.stop()
+
+
+@needs_server
+def test_an_rtsp_stream_stops_at_the_length_limit_and_is_answered(models, story_server):
+    settings = DemoSettings(max_record_s=5)
+    session = DemoSession.from_rtsp(models, story_server.url, reference="7", settings=settings)
+    assert session.wait(timeout=300)
+    view = session.view()
+    assert view.status.startswith("Done: ") and "stopped at the length limit (5 s)" in view.status
+    assert session.run.t_end == pytest.approx(5.0) and view.answer.startswith("### Answer:")
+    assert "tom" in view.transcript.lower()  # what the camera said in those 5 s
+    assert not models.lock.locked()
+
+
+@needs_server
+def test_an_rtsp_stream_that_goes_quiet_ends_and_is_answered(models, story_server):
+    session = DemoSession.from_rtsp(models, story_server.url, settings=DemoSettings(idle_s=2))
+    assert until(lambda: (session.run.t_end or 0.0) >= 4.0)
+    story_server.process.send_signal(signal.SIGSTOP)  # a frozen camera: its socket open, no audio
+    assert session.wait(timeout=120)
+    status = session.view().status
+    assert status.startswith(("Done: ", "Nothing was said")) and "ended: no audio for 2 s" in status
+    assert "Error" not in status and not models.lock.locked()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@needs_server
+def test_a_closed_page_cancels_its_stream_and_frees_the_models(models, story_server, monkeypatch):
+    """The real server and a real client: the client starts an RTSP stream (which would run for
+    300 s), then goes away; Gradio's unload event cancels the stream."""
+    from gradio_client import Client
+
+    monkeypatch.setenv("GRADIO_HEARTBEAT_INTERVAL", "1")  # notice a gone client within a second
+    pages = OpenPages()
+    app = build_app(models, DemoSettings(), pages)
+    port = free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        client.submit(story_server.url, "", "", api_name="/run_rtsp")
+        assert until(lambda: client.session_hash in pages._streams and models.lock.locked())
+        session = pages._streams[client.session_hash]
+        assert until(lambda: session.run.n_chunks > 0)  # it is streaming
+        client.close()  # the page goes away: its heartbeat ends
+        assert session.wait(timeout=120)
+        assert session.view().status.startswith("Cancelled") and session.run.summary is None
+        assert until(lambda: not models.lock.locked(), timeout=60)
+        assert client.session_hash not in pages._streams
+    finally:
+        app.close()

@@ -1,4 +1,6 @@
-"""The threaded pipeline on real media, the real Whisper tiny.en and the bundled reasoner."""
+"""The threaded pipeline on real media, the real Whisper tiny.en and the bundled reasoner: events,
+back-pressure, stop and cancel, failures (no deliberation after one; the models free only once
+every stage thread has ended), the length limit and the bounded views."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from adasr_av import pipeline as pipeline_module
 from adasr_av.cli import main
 from adasr_av.encoders.streaming_asr import StreamingASROptions, transcribe_stream
 from adasr_av.encoders.whisper_backends import load_backend
@@ -69,12 +72,17 @@ class SlowReasoner(StreamingReasoner):
 
 
 def test_a_slow_reasoner_makes_chunks_wait_in_order_none_dropped(asr, reasoner_model):
+    committed = []
     run = PipelineRun(
-        PipelineModels(asr, SlowReasoner(*reasoner_model), UNAWARE), read_audio(STORY), queue_size=1
+        PipelineModels(asr, SlowReasoner(*reasoner_model), UNAWARE),
+        read_audio(STORY),
+        queue_size=1,
+        on_chunk=committed.append,
     )
     events = run.run()
     fed = [e for e in events if e.type == "chunk"]
-    assert [e.text for e in fed] == [c.text for c in run.chunks] and len(fed) >= 4
+    assert [e.text for e in fed] == [c.text for c in committed] and len(fed) >= 4
+    assert run.n_chunks == len(committed)
     assert [e.chunk_index for e in fed] == list(range(len(fed)))
     assert max(e.info["queued"] for e in fed) == 1  # one chunk waited behind the one being read
     assert events[-1].type == "summary"
@@ -102,21 +110,178 @@ def test_stop_closes_a_live_source_and_still_answers(asr, reasoner_model):
     assert seen[-1].t_avail <= sum(len(s) for s in samples[:half]) / 16000 + 1e-6
 
 
-def test_a_failing_source_ends_the_run_with_its_error(asr, reasoner_model):
-    def breaks_after_two_seconds():
+class CountingReasoner(StreamingReasoner):
+    """The bundled reasoner, counting the chunks it was fed and its deliberations (finish calls)."""
+
+    fed = finished = 0
+
+    def feed(self, chunk):
+        self.fed += 1
+        return super().feed(chunk)
+
+    def finish(self, t_stream_end=None):
+        self.finished += 1
+        return super().finish(t_stream_end)
+
+
+def read_events(run: PipelineRun, seen: list) -> BaseException | None:
+    """Iterate the run as a reader does, keeping its events; the error it raised, if any."""
+    try:
+        for event in run:
+            seen.append(event)
+    except Exception as err:  # noqa: BLE001 - returned for the test to look at
+        return err
+    return None
+
+
+def assert_ended_cleanly(run: PipelineRun, seen: list) -> None:
+    """No deliberation after a failure, and the models free only with every stage thread gone."""
+    assert not {"deep", "answer", "summary"} & {e.type for e in seen}
+    assert run.models.reasoner.finished == 0
+    assert run.threads_alive == 0 and not any(t.is_alive() for t in run._threads)
+    assert not run.models.lock.locked()  # the models are free for the next run
+
+
+def test_a_failing_source_ends_the_run_with_its_error_and_no_deliberation(asr, reasoner_model):
+    def breaks_once_streaming():  # small queues: the source is read just ahead of the encoder
         for chunk in read_audio(STORY):
-            if chunk.t_start >= 2.0:
-                raise AdasrError("camera.mp4: decoding failed at 2.0s")
+            if reasoner.fed >= 2:
+                raise AdasrError(f"camera.mp4: decoding failed at {chunk.t_start:.1f}s")
             yield chunk
 
+    reasoner = CountingReasoner(*reasoner_model)
+    run = PipelineRun(PipelineModels(asr, reasoner, UNAWARE), breaks_once_streaming(), queue_size=4)
+    seen: list = []
+    error = read_events(run, seen)
+    assert isinstance(error, AdasrError) and "camera.mp4: decoding failed at" in str(error)
+    assert any(e.type == "chunk" and e.tokens for e in seen)  # it was streaming when the source broke
+    assert run.failure.stage == "capture"
+    assert_ended_cleanly(run, seen)
+
+
+class BrokenWhisper:
+    """The real Whisper that fails on its third step: a fault injected (the test cannot make the
+    real model fail on demand), the rest of the pipeline real."""
+
+    def __init__(self, backend):
+        self.backend, self.calls = backend, 0
+
+    def transcribe(self, audio, prompt=""):
+        self.calls += 1
+        if self.calls == 3:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return self.backend.transcribe(audio, prompt)
+
+
+def test_an_encoder_failing_mid_stream_ends_the_run_with_its_error_and_no_deliberation(asr, reasoner_model):
+    models = PipelineModels(BrokenWhisper(asr), CountingReasoner(*reasoner_model), UNAWARE)
+    run = PipelineRun(models, read_audio(STORY))
+    seen: list = []
+    error = read_events(run, seen)
+    assert isinstance(error, RuntimeError) and "illegal memory access" in str(error)
+    assert run.failure.stage == "encoder" and models.asr.calls == 3
+    assert_ended_cleanly(run, seen)
+    models.asr = asr  # the next run on the same models takes them at once and answers
+    assert PipelineRun(models, read_audio(STORY)).run()[-1].type == "summary"
+
+
+class BusyReasoner(CountingReasoner):
+    """A reasoner whose first chunk takes as long as the test says: a big model's slow step (the
+    real one is too fast on this machine to hold a stage busy on purpose)."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.busy, self.release = threading.Event(), threading.Event()
+
+    def feed(self, chunk):
+        if self.fed == 0:
+            self.busy.set()
+            self.release.wait()
+        return super().feed(chunk)
+
+
+def test_the_models_stay_held_while_a_stage_still_works_after_a_failure(asr, reasoner_model):
+    """The source fails while the reasoner is busy: the error waits for the reasoner, the models
+    stay held until it has ended, and it deliberates nothing afterwards."""
+    broken = threading.Event()
+
+    def breaks_once_the_reasoner_is_busy():
+        for chunk in read_audio(STORY):
+            if reasoner.busy.is_set():
+                broken.set()
+                raise AdasrError("camera.mp4: decoding failed")
+            yield chunk
+
+    reasoner = BusyReasoner(*reasoner_model)
     run = PipelineRun(
-        PipelineModels(asr, StreamingReasoner(*reasoner_model), UNAWARE), breaks_after_two_seconds()
+        PipelineModels(asr, reasoner, UNAWARE), breaks_once_the_reasoner_is_busy(), queue_size=4
     )
-    t0 = time.time()
-    with pytest.raises(AdasrError, match="decoding failed"):
-        run.run()
-    assert time.time() - t0 < 30
-    assert not run.models.lock.locked()  # the models are free for the next run
+    seen: list = []
+    result: list = []
+    reader = threading.Thread(target=lambda: result.append(read_events(run, seen)), daemon=True)
+    reader.start()
+    assert broken.wait(timeout=300)
+    capture, encoder, busy = run._threads
+    capture.join(timeout=60)  # ended with the failure
+    encoder.join(timeout=60)  # stopped on the cancel
+    assert not capture.is_alive() and not encoder.is_alive()
+    assert busy.is_alive() and run.models.lock.locked()  # the reasoner still works: the models are held
+    assert reader.is_alive()  # the reader waits for it before raising
+    reasoner.release.set()
+    reader.join(timeout=120)
+    assert not reader.is_alive() and isinstance(result[0], AdasrError)
+    assert_ended_cleanly(run, seen)
+
+
+def test_cancel_ends_every_stage_without_an_answer(asr, reasoner_model):
+    """A closed page: the run is abandoned mid-stream; nothing is deliberated; the models are free."""
+    audio = PushedAudio()
+    for block in [c.samples for c in read_audio(STORY)]:
+        audio.push(block, 16000)  # the page keeps the stream open: it never closes it
+    run = PipelineRun(PipelineModels(asr, CountingReasoner(*reasoner_model), UNAWARE), audio)
+    seen: list = []
+    for event in run:
+        seen.append(event)
+        if event.type == "chunk" and event.tokens:
+            run.cancel()
+    assert run.cancelled and run.failure is None
+    assert_ended_cleanly(run, seen)
+
+
+def test_max_seconds_ends_the_stream_there_and_it_is_answered(asr, reasoner_model):
+    audio = PushedAudio()  # a live source that would go on for ever
+    for block in [c.samples for c in read_audio(STORY)]:
+        audio.push(block, 16000)
+    run = PipelineRun(
+        PipelineModels(asr, StreamingReasoner(*reasoner_model), UNAWARE), audio, max_seconds=6.25
+    )
+    events = run.run()
+    assert run.reached_limit and run.t_end == pytest.approx(6.25)
+    assert events[-1].type == "summary" and events[-1].t_avail == pytest.approx(6.25, abs=1e-3)
+    assert all(e.t_avail <= 6.25 + 1e-6 for e in events if e.type == "chunk")
+    with pytest.raises(ValueError, match="max_seconds"):
+        PipelineRun(run.models, audio, max_seconds=0)
+
+
+def test_the_views_are_bounded_and_the_counts_run_on(asr, reasoner_model, monkeypatch):
+    """What a run keeps does not grow with the stream: the latest chunks and events, counts and the
+    summary (the bounds made small here, so a short story crosses them)."""
+    monkeypatch.setattr(pipeline_module, "RECENT_CHUNKS", 2)
+    monkeypatch.setattr(pipeline_module, "RECENT_EVENTS", 3)
+    committed = []
+    run = PipelineRun(
+        PipelineModels(asr, StreamingReasoner(*reasoner_model), UNAWARE),
+        read_audio(STORY),
+        on_chunk=committed.append,
+    )
+    events = run.run()
+    chunks, recent = run.snapshot()
+    assert len(committed) > 2 and run.n_chunks == len(committed)
+    assert [c.text for c in chunks] == [c.text for c in committed[-2:]]
+    assert recent == events[-3:] and run.summary is events[-1]
+    kept = [(e.type, e.t_begin, e.t_done) for e in run.timeline.events()]
+    assert kept == [(e.type, e.t_begin, e.t_done) for e in events]
+    assert all(e.text == "" for e in run.timeline.events()[:-1])  # the figure's record keeps no text
 
 
 def test_ctrl_c_closes_the_stream_and_the_reasoner_answers(tmp_path):
