@@ -39,6 +39,29 @@ def _add_reasoner_args(p: argparse.ArgumentParser, max_unit_tokens: int) -> None
     sampling.add_argument("--max-deep-tokens", type=int, default=512)
     sampling.add_argument("--max-answer-tokens", type=int, default=32)
     sampling.add_argument("--max-total-tokens", type=int, default=4096)
+    context = p.add_argument_group("context policy (streams of any length)")
+    context.add_argument(
+        "--context-tokens",
+        type=int,
+        help="tokens the prompt, chunks and units may hold: a chunk that would cross it makes the "
+        "session compact (default: the model's positions less room for a unit, the deep phase and "
+        "the answer)",
+    )
+    context.add_argument(
+        "--retain", type=float, default=0.5, help="fraction of the budget a compaction keeps (default: 0.5)"
+    )
+    context.add_argument(
+        "--keep-thoughts",
+        type=int,
+        default=1,
+        help="latest thoughts a compaction keeps however old; 0: the most recent chunks only (default: 1)",
+    )
+    context.add_argument(
+        "--skip-window",
+        type=int,
+        help="most skipped chunks the context may hold before it compacts; 0: no limit "
+        "(default: what the model declares, 6 for the bundled models, else no limit)",
+    )
 
 
 def _add_asr_args(p: argparse.ArgumentParser, prefix: str = "") -> None:
@@ -211,16 +234,19 @@ def _reasoner_options(args):
     from adasr_av.reasoner.sampling import SamplingOptions, TokenSampler
     from adasr_av.reasoner.session import ReasonerOptions
 
-    for name in ("max_unit_tokens", "max_deep_tokens", "max_answer_tokens", "max_total_tokens"):
-        if getattr(args, name) < 1:
-            raise AdasrError(f"--{name.replace('_', '-')} must be at least 1")
     sampling = SamplingOptions(args.sample, args.temperature, args.top_p, args.top_k, args.seed)
     try:
         TokenSampler(sampling)  # checks temperature and top-p now, not after the model has loaded
     except ValueError as err:
         raise AdasrError(str(err)) from None
     caps = (args.max_unit_tokens, args.max_deep_tokens, args.max_answer_tokens, args.max_total_tokens)
-    return ReasonerOptions(sampling, *caps)
+    context = {
+        "context_tokens": args.context_tokens,
+        "retain": args.retain,
+        "keep_thoughts": args.keep_thoughts,
+        "skip_window": args.skip_window,
+    }
+    return ReasonerOptions(sampling, *caps, **context)
 
 
 def _chunks(args):

@@ -40,6 +40,7 @@ class ReasonerSection:
     context_tokens: int | None = None  # default: the model's positions less the deep phase and answer
     retain: float = 0.5  # fraction of the budget a compaction keeps
     keep_thoughts: int = 1  # latest thoughts a compaction keeps however old
+    skip_window: int | None = None  # most skipped chunks kept; default: the model's, 0: no limit
 
 
 @dataclass

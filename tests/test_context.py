@@ -323,3 +323,57 @@ def test_a_budget_too_small_or_too_large_is_one_clear_error(tokenizer):
         StreamingReasoner(model, tokenizer, ReasonerOptions(context_tokens=2000))
     with pytest.raises(AdasrError, match="--retain must be between 0 and 1"):
         ReasonerOptions(retain=1.0)
+
+
+def test_hrpo_recomputes_log_probs_on_the_contexts_the_rollout_was_sampled_in():
+    """Greedy tokens are the argmax of the context they were written in: after compactions that is
+    each segment's view (kept text, then what followed), not the rollout's whole sequence."""
+    from adasr_av.hrpo.loss import policy_batch
+    from adasr_av.hrpo.rollouts import sample_group
+
+    model, tokenizer = bundled()
+    story = long_story(minutes=3)
+    (rollout,) = sample_group(StreamingReasoner(model, tokenizer, ReasonerOptions()), story)
+    views = rollout.model_views([1.0] * len(rollout.tokens))
+    assert len(views) == len(rollout.segments) > 2
+    written = sum(p != "env" for p in rollout.labels.phase)
+    assert sum(sum(mask) for _, mask, _ in views) == written, "every model token trained exactly once"
+
+    def argmax_misses(sequences, masks) -> int:
+        batch = policy_batch(sequences, masks, [[0.0] * len(s) for s in sequences], 0)
+        with torch.inference_mode():
+            best = (
+                model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+                .logits[:, :-1]
+                .argmax(-1)
+            )
+        hit = (best == batch.input_ids[:, 1:]).float()
+        return int(((1 - hit) * batch.loss_mask).sum())
+
+    assert argmax_misses([v[0] for v in views], [v[1] for v in views]) == 0
+    whole = [[p != "env" for p in rollout.labels.phase]]
+    assert argmax_misses([rollout.tokens], whole) > 0, "the whole sequence is not what the model saw"
+
+
+@settings(max_examples=200, deadline=None)
+@given(sizes=pieces_strategy, window=st.integers(2, 12))
+def test_a_skip_window_keeps_half_of_it_and_every_recent_thought(sizes, window):
+    policy = ContextPolicy(10**6, 0.9, keep_thoughts=1, skip_window=window)
+    pieces = as_pieces(30, sizes)
+    skips = sum(not thinks for _, thinks in sizes)
+    assert policy.needs_compaction(pieces, 1) == (skips > window)
+    kept = policy.kept(pieces, 1)
+    assert sum(not p.thinks for p in kept[1:]) <= window // 2
+    assert not policy.needs_compaction(kept, 1), "a compaction that does not end the need would repeat"
+    newest_skip = max((p.chunk_index for p in pieces[1:] if not p.thinks), default=None)
+    later_thoughts = [
+        p for p in pieces[1:] if p.thinks and (newest_skip is None or p.chunk_index > newest_skip)
+    ]
+    assert all(p in kept for p in later_thoughts), "thoughts after the newest skip are recent: kept"
+
+
+def test_the_bundled_model_declares_its_skip_window_and_read_then_think_has_none():
+    model, tokenizer = bundled()
+    assert StreamingReasoner(model, tokenizer).policy.skip_window == 6
+    assert StreamingReasoner(model, tokenizer, ReasonerOptions(skip_window=0)).policy.skip_window is None
+    assert ReadThenThinkReasoner(model, tokenizer).policy.skip_window is None

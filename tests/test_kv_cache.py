@@ -8,7 +8,13 @@ import os
 import torch
 from transformers import DynamicCache
 
-from adasr_av.reasoner.kv_cache import MIN_CAPACITY, GrowingLayer, StreamingCache, native_gqa_on_cpu
+from adasr_av.reasoner.kv_cache import (
+    MIN_CAPACITY,
+    GrowingLayer,
+    StreamingCache,
+    cache_argument,
+    native_gqa_on_cpu,
+)
 from adasr_av.reasoner.scratch import build_model
 
 
@@ -16,7 +22,11 @@ def feed_in_pieces(model, cache, ids, sizes):
     outs, at = [], 0
     with torch.inference_mode():
         for size in sizes:
-            outs.append(model(input_ids=ids[:, at : at + size], past_key_values=cache, use_cache=True).logits)
+            outs.append(
+                model(
+                    input_ids=ids[:, at : at + size], use_cache=True, **{cache_argument(model): cache}
+                ).logits
+            )
             at += size
     return torch.cat(outs, dim=1)
 

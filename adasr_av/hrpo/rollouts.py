@@ -17,7 +17,7 @@ from adasr_av.evaluation import RUNTIME_CLOSED, StoryResult, story_result
 from adasr_av.hrpo.advantages import TokenLabels, TokenPhase
 from adasr_av.hrpo.rewards import ScoredRollout
 from adasr_av.reasoner.protocol import ProtocolIds
-from adasr_av.reasoner.session import Rollout, StreamingReasoner, reason_over_stream
+from adasr_av.reasoner.session import Rollout, Segment, StreamingReasoner, reason_over_stream
 from adasr_av.types import Event
 
 
@@ -30,6 +30,26 @@ class SampledRollout:
     scored: ScoredRollout
     result: StoryResult
     events: list[Event]
+    segments: tuple[Segment, ...] = (Segment(0),)
+
+    def model_views(self, advantages: list[float]) -> list[tuple[list[int], list[bool], list[float]]]:
+        """(ids, loss mask, advantages) of each sequence the model saw while writing this rollout:
+        the whole rollout, or one per context segment once a compaction restarted the context with
+        its kept text (environment tokens there, masked out), so that log-probabilities are
+        recomputed on exactly the context each token was sampled in."""
+        ends = [s.start for s in self.segments[1:]] + [len(self.tokens)]
+        views = []
+        for segment, end in zip(self.segments, ends, strict=True):
+            n = len(segment.prefix)
+            mask = [p != "env" for p in self.labels.phase[segment.start : end]]
+            views.append(
+                (
+                    [*segment.prefix, *self.tokens[segment.start : end]],
+                    [False] * n + mask,
+                    [0.0] * n + advantages[segment.start : end],
+                )
+            )
+        return views
 
 
 def sample_group(reasoner: StreamingReasoner, story: StreamedStory) -> list[SampledRollout]:
@@ -42,7 +62,12 @@ def sample_group(reasoner: StreamingReasoner, story: StreamedStory) -> list[Samp
 def sampled_rollout(row: Rollout, ids: ProtocolIds, story: StreamedStory) -> SampledRollout:
     result = story_result(story.id, row.events, story.informative)
     return SampledRollout(
-        list(row.sequence), token_labels(row, ids), scored_rollout(row.events, result), result, row.events
+        list(row.sequence),
+        token_labels(row, ids),
+        scored_rollout(row.events, result),
+        result,
+        row.events,
+        tuple(row.segments),
     )
 
 

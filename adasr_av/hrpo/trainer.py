@@ -315,11 +315,12 @@ def _update(
     temperature: float,
 ):
     """`updates_per_batch` clipped policy-gradient steps on this step's rollouts."""
-    sequences = [r.tokens for rollouts, _, _ in groups for r in rollouts]
-    if not sequences:
+    views = [
+        v for rollouts, adv, _ in groups for r, a in zip(rollouts, adv, strict=True) for v in r.model_views(a)
+    ]
+    if not views:
         return {"loss": 0.0, "clip_fraction": 0.0, "kl": 0.0, "tokens": 0}
-    masks = [[p != "env" for p in r.labels.phase] for rollouts, _, _ in groups for r in rollouts]
-    advantages = [a for _, adv, _ in groups for a in adv]
+    sequences, masks, advantages = (list(column) for column in zip(*views, strict=True))
     batches = []
     for start in range(0, len(sequences), t.micro_batch):
         end = start + t.micro_batch

@@ -9,13 +9,14 @@ import numpy as np
 import torch
 from transformers import DynamicCache
 
+from adasr_av.reasoner.kv_cache import cache_argument
 from adasr_av.timing import CostModel
 
 
 def _timed_forward(model, ids: torch.Tensor, cache: DynamicCache) -> float:
     t0 = time.perf_counter()
     with torch.inference_mode():
-        model(input_ids=ids, past_key_values=cache, use_cache=True)
+        model(input_ids=ids, use_cache=True, **{cache_argument(model): cache})
     if ids.device.type == "cuda":
         torch.cuda.synchronize(ids.device)
     return time.perf_counter() - t0

@@ -13,16 +13,20 @@ pieces between them are skips of small talk. A thought restates the state it tra
 streaming protocol's thoughts do: "Tom: 10 + 5 = 15; Tom = 15"), so the latest `keep_thoughts`
 pieces whose unit is a thought are kept however old they are, with the chunk they answer.
 `keep_thoughts=0` is the plain recency policy.
+
+A model may also reason well over fewer skipped chunks than its positions hold: the bundled tiny
+models were trained on stories with at most three distractors, and after about eight skipped
+chunks in a row they lose the state they track. `skip_window` bounds that: when the context holds
+more skipped pieces than the window, the session compacts too, keeping half the window of them.
+Skipped chunks are what the model itself judged to carry nothing, so they are the first to go. A
+model's config may declare its window under `streaming_skip_window`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-# A model's config may declare the context it reasons well over, shorter than its positions: the
-# bundled tiny models were trained on stories of at most a few hundred tokens, and past about 130
-# tokens of skipped small talk they lose the state they track.
-CONTEXT_CONFIG_KEY = "streaming_context_tokens"
+SKIP_WINDOW_CONFIG_KEY = "streaming_skip_window"
 MIN_PIECE_TOKENS = 16  # a budget must hold the prompt plus a chunk and a unit of at least this size
 
 
@@ -47,12 +51,14 @@ class ContextPolicy:
 
     `budget`: tokens the prompt, chunk spans and units may occupy once a chunk is prefilled (room
     for its unit, the deep phase and the answer is kept outside it); `retain`: the fraction of
-    the budget a compaction keeps; `keep_thoughts`: the latest thought pieces kept however old.
+    the budget a compaction keeps; `keep_thoughts`: the latest thought pieces kept however old;
+    `skip_window`: the most skipped pieces the context may hold (None: no limit).
     """
 
     budget: int
     retain: float = 0.5
     keep_thoughts: int = 1
+    skip_window: int | None = None
 
     def __post_init__(self) -> None:
         if self.budget < 1:
@@ -61,10 +67,15 @@ class ContextPolicy:
             raise ValueError(f"retain must be between 0 and 1 (exclusive), got {self.retain}")
         if self.keep_thoughts < 0:
             raise ValueError(f"keep_thoughts must be at least 0, got {self.keep_thoughts}")
+        if self.skip_window is not None and self.skip_window < 2:
+            raise ValueError(f"skip_window must be at least 2, got {self.skip_window}")
 
-    def needs_compaction(self, context_tokens: int, incoming: int) -> bool:
-        """Whether prefilling `incoming` more tokens (the next chunk span) crosses the budget."""
-        return context_tokens + incoming > self.budget
+    def needs_compaction(self, pieces: list[Piece], incoming: int) -> bool:
+        """Whether prefilling `incoming` more tokens (the next chunk span) after `pieces` crosses
+        the budget, or the pieces hold more skipped chunks than the window."""
+        if sum(p.size for p in pieces) + incoming > self.budget:
+            return True
+        return self.skip_window is not None and _skips(pieces) > self.skip_window
 
     def kept(self, pieces: list[Piece], incoming: int) -> list[Piece]:
         """The pieces a compaction keeps, in order: the prompt, the pinned thoughts and the most
@@ -79,12 +90,18 @@ class ContextPolicy:
                 chosen.add(i)
                 room -= stream[i].size
         target = int(self.retain * self.budget) - prompt.size - sum(stream[i].size for i in chosen)
+        skips_left = self.skip_window // 2 if self.skip_window is not None else len(stream)
         for i in range(len(stream) - 1, -1, -1):
             if i in chosen:
                 continue
-            if stream[i].size > min(target, room):
+            if stream[i].size > min(target, room) or (not stream[i].thinks and skips_left == 0):
                 break
             chosen.add(i)
             target -= stream[i].size
             room -= stream[i].size
+            skips_left -= not stream[i].thinks
         return [prompt, *(stream[i] for i in sorted(chosen))]
+
+
+def _skips(pieces: list[Piece]) -> int:
+    return sum(p.chunk_index is not None and not p.thinks for p in pieces)

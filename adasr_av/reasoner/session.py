@@ -30,7 +30,7 @@ import torch
 
 from adasr_av.errors import AdasrError
 from adasr_av.reasoner.answer import answers_match, extract_boxed
-from adasr_av.reasoner.context import CONTEXT_CONFIG_KEY, MIN_PIECE_TOKENS, ContextPolicy, Piece
+from adasr_av.reasoner.context import MIN_PIECE_TOKENS, SKIP_WINDOW_CONFIG_KEY, ContextPolicy, Piece
 from adasr_av.reasoner.kv_cache import StreamingCache, cache_argument, native_gqa_on_cpu
 from adasr_av.reasoner.protocol import (
     DEFAULT_INSTRUCTION,
@@ -55,6 +55,9 @@ from adasr_av.timing import (
 from adasr_av.types import Event, EventType, TextChunk
 
 Role = Literal["env", "model", "runtime"]
+# Deep phases of the bundled models and of AdaSR's streaming models are a few dozen to a few
+# hundred tokens; reserving a 512-token cap in full would halve a 1,024-position model's context.
+DEEP_RESERVE_TOKENS = 128
 Phase = Literal["prompt", "stream", "deep", "answer"]
 
 
@@ -67,7 +70,8 @@ class ReasonerOptions:
     chunk may not cross (default: the model's positions less the room the next unit, the deep phase
     and the answer need, or what its config declares; no position limit: no compaction);
     `retain`: the fraction of it a compaction keeps; `keep_thoughts`: the latest thoughts a
-    compaction keeps however old (0: recency alone)."""
+    compaction keeps however old (0: recency alone); `skip_window`: the most skipped chunks the
+    context may hold (None: what the model's config declares; 0: no limit)."""
 
     sampling: SamplingOptions = SamplingOptions()
     max_unit_tokens: int = 96
@@ -79,6 +83,7 @@ class ReasonerOptions:
     context_tokens: int | None = None
     retain: float = 0.5
     keep_thoughts: int = 1
+    skip_window: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_unit_tokens", "max_deep_tokens", "max_answer_tokens", "max_total_tokens"):
@@ -90,12 +95,15 @@ class ReasonerOptions:
             raise AdasrError(f"--retain must be between 0 and 1 (exclusive), got {self.retain}")
         if self.keep_thoughts < 0:
             raise AdasrError(f"--keep-thoughts must be at least 0, got {self.keep_thoughts}")
+        if self.skip_window is not None and (self.skip_window < 0 or self.skip_window == 1):
+            raise AdasrError(f"--skip-window must be 0 (no limit) or at least 2, got {self.skip_window}")
 
     @property
     def finish_tokens(self) -> int:
-        """Positions the end of a stream may take: its span, the deep phase and the answer, each
-        with the closing token the runtime may add."""
-        return 1 + self.max_deep_tokens + 1 + self.max_answer_tokens + 1
+        """Positions the context budget keeps for the end of a stream: its span, the deep phase
+        (up to DEEP_RESERVE_TOKENS of it: a longer one is capped by the positions left) and the
+        answer, each with the closing token the runtime may add."""
+        return 1 + min(self.max_deep_tokens, DEEP_RESERVE_TOKENS) + 1 + self.max_answer_tokens + 1
 
 
 @dataclass(frozen=True)
@@ -380,15 +388,12 @@ class StreamingReasoner:
     def _context_policy(self) -> ContextPolicy | None:
         """The budget the options ask for, checked against the model's positions. The default is
         the positions less room for a unit, the deep phase and the answer (or half the positions on
-        a model too short for their caps: generation is then capped by the positions left), or the
-        shorter context a model's config declares under `streaming_context_tokens`."""
-        o = self.options
+        a model too short for their caps: generation is then capped by the positions left)."""
+        o, window = self.options, self._skip_window()
         if self.max_positions is None:
-            return (
-                None
-                if o.context_tokens is None
-                else ContextPolicy(o.context_tokens, o.retain, o.keep_thoughts)
-            )
+            if o.context_tokens is None and window is None:
+                return None
+            return ContextPolicy(o.context_tokens or 2**62, o.retain, o.keep_thoughts, window)
         reserved = min(self._unit_room() + o.finish_tokens, self.max_positions // 2)
         most = self.max_positions - reserved
         if o.context_tokens is not None and o.context_tokens > most:
@@ -397,9 +402,16 @@ class StreamingReasoner:
                 f"positions, {reserved} are kept for a unit, the deep phase and the answer, which leaves "
                 f"at most {most}"
             )
-        declared = getattr(self.model.config, CONTEXT_CONFIG_KEY, None)
-        budget = o.context_tokens or min(declared or most, most)
-        return ContextPolicy(budget, o.retain, o.keep_thoughts)
+        return ContextPolicy(o.context_tokens or most, o.retain, o.keep_thoughts, window)
+
+    def _skip_window(self) -> int | None:
+        """The options' window, else the model's declared one; none in read-then-think (no units)."""
+        if self.mode != "streaming":
+            return None
+        window = self.options.skip_window
+        if window is None:
+            window = getattr(self.model.config, SKIP_WINDOW_CONFIG_KEY, None)
+        return window or None
 
     def _check_budget(self, prompt_tokens: int) -> None:
         """The budget must hold the question plus one chunk and one unit."""
@@ -422,7 +434,7 @@ class StreamingReasoner:
         if self.policy is None:
             return spans
         over = [
-            self.policy.needs_compaction(len(row.context), len(ids))
+            self.policy.needs_compaction(row.pieces, len(ids))
             for row, ids in zip(self.rollouts, spans, strict=True)
         ]
         if any(over):
