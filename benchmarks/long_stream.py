@@ -1,0 +1,137 @@
+"""An hour-long stream through the bundled reasoner: cost per chunk and memory stay flat.
+
+The stream is `generate_long_story`: one holder whose amount is set first and changes every few
+minutes of speech (`--update-every`, 180 s) among distractors, with the question last, at 150 words
+per minute. Each chunk goes to the streaming session as it arrives; the session compacts its
+context by its policy (budget, latest thought, skip window), so neither the cost of a chunk nor
+the memory should grow with the stream. Work is timed on the wall clock.
+
+    python benchmarks/long_stream.py [--minutes 60] [--seed 0] [--audio] [--context-tokens N]
+
+`--audio` speaks the story with eSpeak NG (en-us, 150 wpm) and streams it through the bundled
+Whisper tiny.en first, as `adasr-av run` would (ASR chunks, not sentences, reach the reasoner).
+
+Printed at minutes 1, 5, 10, 20, 30 and 60 of the stream (those it reaches): the median and mean
+reasoner cost of the chunks in the minute before, and the process RSS. `late_vs_early` is the
+median per-chunk cost over the last five minutes over that of minutes 1-5 (after the first, in
+which the context is still filling); `rss_growth_10_60` is the RSS growth from minute 10 to the
+last mark.
+
+Last line: RESULT late_vs_early=.. rss_growth_10_60=.. compactions=.. correct=..
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from tqdm import tqdm
+
+from adasr_av.data.dataset import parse_record
+from adasr_av.data.stories import Story, generate_long_story
+from adasr_av.data.streamed import text_record
+from adasr_av.reasoner.loading import default_model, load_reasoner_model
+from adasr_av.reasoner.session import ReasonerOptions, StreamingReasoner
+from adasr_av.timing import SECONDS_PER_MINUTE, WallClock
+from adasr_av.types import TextChunk
+
+MARKS_MIN = (1, 5, 10, 20, 30, 60)
+
+
+def rss_mb() -> float:
+    """Resident set size of this process (Linux /proc), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def text_chunks(story: Story) -> Iterator[TextChunk]:
+    yield from parse_record(text_record(story), story.id).chunks
+
+
+def audio_chunks(story: Story) -> Iterator[TextChunk]:
+    """The story spoken by eSpeak, then heard by the streaming Whisper, chunk by chunk."""
+    from adasr_av.data.speech_mode import Speaker, speak_story
+    from adasr_av.encoders.streaming_asr import StreamingASROptions, transcribe_stream
+    from adasr_av.encoders.whisper_backends import load_backend
+    from adasr_av.media.audio import Chunker
+
+    samples, _ = speak_story(story, Speaker("en-us", 150))
+    print(f"spoken: {len(samples) / 16000 / 60:.1f} min of audio")
+    chunker = Chunker()
+    blocks = [*chunker.push(samples), *chunker.flush()]
+    del samples
+    yield from transcribe_stream(blocks, load_backend(), StreamingASROptions())
+
+
+def minute_figures(
+    costs: list[tuple[float, float]], lo_min: float, hi_min: float
+) -> tuple[float, float, int]:
+    """Median and mean cost (s) of the chunks that arrived in (lo, hi] minutes, and their count."""
+    window = [c for t, c in costs if lo_min * SECONDS_PER_MINUTE < t <= hi_min * SECONDS_PER_MINUTE]
+    if not window:
+        return float("nan"), float("nan"), 0
+    return statistics.median(window), statistics.fmean(window), len(window)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, help="stream length (default: 60, or 20 with --audio)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--update-every", type=float, default=180.0, help="seconds of speech between updates")
+    parser.add_argument("--audio", action="store_true", help="speak the story and stream it through Whisper")
+    parser.add_argument("--model", default=str(default_model()))
+    parser.add_argument("--context-tokens", type=int)
+    args = parser.parse_args()
+    minutes = args.minutes or (20.0 if args.audio else 60.0)
+
+    story = generate_long_story(args.seed, minutes, args.update_every)
+    model, tokenizer = load_reasoner_model(args.model)
+    reasoner = StreamingReasoner(
+        model, tokenizer, ReasonerOptions(context_tokens=args.context_tokens), WallClock()
+    )
+    print(f"{story.id}: {len(story.sentences)} sentences, answer {story.answer}; budget {reasoner.policy}")
+    chunks = audio_chunks(story) if args.audio else text_chunks(story)
+
+    costs: list[tuple[float, float]] = []  # (arrival, wall seconds of the reasoner's work on it)
+    rss: dict[int, float] = {}
+    marks = [m for m in MARKS_MIN if m <= minutes] or [minutes]
+    t_end = 0.0
+    reasoner.start("", str(story.answer))
+    for chunk in tqdm(chunks, desc="chunks", unit="chunk", mininterval=5):
+        while marks and chunk.t_emit > marks[0] * SECONDS_PER_MINUTE:
+            rss[marks.pop(0)] = rss_mb()
+        t0 = time.perf_counter()
+        reasoner.feed(chunk)
+        costs.append((chunk.t_emit, time.perf_counter() - t0))
+        t_end = max(t_end, chunk.t_end)
+    for m in marks:
+        rss[m] = rss_mb()
+    summary = reasoner.finish(t_end)[-1].info
+
+    print(f"{'minute':>6} {'median ms':>10} {'mean ms':>8} {'chunks':>6} {'RSS MB':>8}")
+    for m, mb in rss.items():
+        median, mean, n = minute_figures(costs, m - 1, m)
+        print(f"{m:>6} {median * 1e3:>10.2f} {mean * 1e3:>8.2f} {n:>6} {mb:>8.1f}")
+    last = max(rss)
+    early = minute_figures(costs, 1, 5)[0]
+    late = minute_figures(costs, last - 5, last)[0]
+    base = rss.get(10, rss[min(rss)])
+    growth = (rss[last] - base) / base
+    print(
+        f"answer {summary['answer']} (reference {story.answer}); {summary['compactions']} compactions, "
+        f"{summary['chunks_dropped']} chunks dropped, {summary['skips']} skips, "
+        f"answer latency {summary['answer_latency_s']:.2f} s ({summary['clock']} clock)"
+    )
+    print(
+        f"RESULT late_vs_early={late / early:.3f} rss_growth_10_60={growth:.4f} "
+        f"compactions={summary['compactions']} correct={summary['correct']}"
+    )
+
+
+if __name__ == "__main__":
+    main()
