@@ -343,7 +343,7 @@ def generate_long_story(
     """A stream of about `minutes` of speech for the long-stream benchmark and tests: one holder,
     whose amount is set first and changes once every `update_every_s` seconds of speech, among
     distractors, with the question last. Deterministic in `seed`."""
-    rng = random.Random(f"{seed}:long:{minutes}:{update_every_s}")
+    rng = random.Random(f"{seed}:long:{minutes:g}:{update_every_s:g}")
     world = DOMAINS[domain]
     holders = _holders(rng, world, 1)
     sim = _Simulation(rng, world, holders)
