@@ -94,9 +94,13 @@ def test_a_build_without_the_bundled_model_falls_back_to_a_placeholder(tmp_path,
         (["--model", "{model}", "--chunks", "{tmp}/empty.jsonl"], "empty stream: chunks file"),
         (["--model", "{model}", "--chunks", "{tmp}/absent.jsonl"], "absent.jsonl: no such file"),
         (["--model", "{model}", "--text", "A b.", "--cost", "{tmp}/c.json"], "cost profile {tmp}/c.json"),
+        (["--model", "{model}", "--text", "A b.", "--context-tokens", "20"], "--context-tokens 20 is too small"),
+        (["--model", "{model}", "--text", "A b.", "--context-tokens", "99999"], "--context-tokens 99999 does not"),
+        (["--model", "{model}", "--text", "A b.", "--retain", "1.5"], "--retain must be between 0 and 1"),
+        (["--model", "{model}", "--text", "A b.", "--skip-window", "1"], "--skip-window must be 0"),
     ],
     ids=["missing-model", "empty-folder", "empty-text", "bad-line", "missing-field", "empty-file",
-         "absent-file", "absent-cost"],
+         "absent-file", "absent-cost", "tiny-budget", "huge-budget", "bad-retain", "bad-window"],
 )  # fmt: skip
 def test_bad_input_is_one_line_and_nonzero(args, message, trained_model_dir, tmp_path, capsys):
     (tmp_path / "bad.jsonl").write_text('{"text": "a", "t_start": 0, "t_end": 1}\n{"text": \n')
