@@ -59,7 +59,7 @@ class ReencodingReasoner(StreamingReasoner):
             self.cache = StreamingCache(self.model.config)
             self.encoded_tokens = 0
             self._positions.zero_()
-            row.pending[:] = row.sequence
+            row.pending[:] = row.context
             return self._forward()
         return super()._prefill(spans, phase)
 

@@ -1,7 +1,7 @@
 """An hour-long stream through the bundled reasoner: cost per chunk and memory stay flat.
 
 The stream is `generate_long_story`: one holder whose amount is set first and changes every few
-minutes of speech (`--update-every`, 180 s) among distractors, with the question last, at 150 words
+minutes of speech (`--update-every`, 300 s) among distractors, with the question last, at 150 words
 per minute. Each chunk goes to the streaming session as it arrives; the session compacts its
 context by its policy (budget, latest thought, skip window), so neither the cost of a chunk nor
 the memory should grow with the stream. The session runs on the wall clock; the cost of a chunk
@@ -84,7 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, help="stream length (default: 60, or 20 with --audio)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--update-every", type=float, default=180.0, help="seconds of speech between updates")
+    parser.add_argument("--update-every", type=float, default=300.0, help="seconds of speech between updates")
     parser.add_argument("--audio", action="store_true", help="speak the story and stream it through Whisper")
     parser.add_argument("--model", default=str(default_model()))
     parser.add_argument("--context-tokens", type=int)

@@ -394,3 +394,18 @@ def test_a_20_minute_text_stream_through_adasr_av_reason_is_answered_right(capsy
 
     summary = json.loads(out.read_text().splitlines()[-1])
     assert summary["compactions"] >= 50 and summary["violations"] == []
+
+
+def test_a_chunk_longer_than_the_budget_is_cut_to_its_end_and_the_stream_goes_on(tokenizer):
+    model = build_model(tokenizer, "qwen3", hidden=32, max_positions=1024)
+    options = ReasonerOptions(max_unit_tokens=4, max_deep_tokens=4, max_answer_tokens=4, context_tokens=120)
+    long_text = " ".join(["Tom walks to the market and back again."] * 30)
+    chunks = [
+        CHUNKS[0],
+        TextChunk(long_text, 2.0, 60.0, 60.0),
+        TextChunk("He buys one more apple.", 60, 62, 62),
+    ]
+    events = list(reason_over_stream(StreamingReasoner(model, tokenizer, options), chunks, QUESTION))
+    cut = [e for e in events if e.type == "chunk" and "truncated_tokens" in e.info]
+    assert len(cut) == 1 and cut[0].chunk_index == 1 and cut[0].info["truncated_tokens"] > 0
+    assert events[-1].type == "summary" and events[-1].info["compactions"] >= 1

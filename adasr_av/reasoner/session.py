@@ -270,10 +270,11 @@ class StreamingReasoner:
                 row.emit("chunk", chunk.text, index, 0, a_i, begin, done, empty=True)
             return self.events[-1]
         spans = [self._span_ids(chunk_span(chunk.text, self._lag_hint(row, a_i))) for row in self.rollouts]
+        full = [len(ids) for ids in spans]
         spans = self._fit_context(spans, index, a_i)
         starts = [len(row.context) for row in self.rollouts]
         wall = self._prefill(spans, "stream")
-        for row, ids, n in zip(self.rollouts, spans, self._chunk_tokens, strict=True):
+        for row, ids, n in zip(self.rollouts, spans, full, strict=True):
             begin, done = row.schedule.run(a_i, self.clock.duration(len(ids), 0, wall))
             cut = {"truncated_tokens": n - len(ids)} if n > len(ids) else {}
             row.emit(
@@ -430,7 +431,6 @@ class StreamingReasoner:
     def _fit_context(self, spans: list[list[int]], index: int, a_i: float) -> list[list[int]]:
         """Compact the rows whose next chunk would cross the budget; returns the chunk spans, a span
         that cannot fit even beside the prompt alone cut to its end."""
-        self._chunk_tokens = [len(ids) for ids in spans]
         if self.policy is None:
             return spans
         over = [
