@@ -30,15 +30,21 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from adasr_av.data.dataset import parse_record
+from adasr_av.data.speech_mode import SENTENCE_PAUSE_S
 from adasr_av.data.stories import Story, generate_long_story
 from adasr_av.data.streamed import text_record
+from adasr_av.data.tts import synthesize
+from adasr_av.encoders.streaming_asr import StreamingASROptions, transcribe_stream
+from adasr_av.encoders.whisper_backends import load_backend
+from adasr_av.media.audio import Chunker, seconds_to_samples
 from adasr_av.reasoner.loading import default_model, load_reasoner_model
 from adasr_av.reasoner.session import ReasonerOptions, StreamingReasoner
 from adasr_av.timing import SECONDS_PER_MINUTE, WallClock
-from adasr_av.types import TextChunk
+from adasr_av.types import AudioChunk, Event, TextChunk
 
 MARKS_MIN = (1, 5, 10, 20, 30, 60)
 
@@ -55,19 +61,31 @@ def text_chunks(story: Story) -> Iterator[TextChunk]:
     yield from parse_record(text_record(story), story.id).chunks
 
 
-def audio_chunks(story: Story) -> Iterator[TextChunk]:
-    """The story spoken by eSpeak, then heard by the streaming Whisper, chunk by chunk."""
-    from adasr_av.data.speech_mode import Speaker, speak_story
-    from adasr_av.encoders.streaming_asr import StreamingASROptions, transcribe_stream
-    from adasr_av.encoders.whisper_backends import load_backend
-    from adasr_av.media.audio import Chunker
-
-    samples, _ = speak_story(story, Speaker("en-us", 150))
-    print(f"spoken: {len(samples) / 16000 / 60:.1f} min of audio")
+def spoken_blocks(story: Story) -> Iterator[AudioChunk]:
+    """The story spoken by eSpeak (en-us, 150 wpm) sentence by sentence, as the audio blocks a
+    live source would deliver: only the sentence being spoken is in memory."""
     chunker = Chunker()
-    blocks = [*chunker.push(samples), *chunker.flush()]
-    del samples
-    yield from transcribe_stream(blocks, load_backend(), StreamingASROptions())
+    pause = np.zeros(seconds_to_samples(SENTENCE_PAUSE_S), dtype=np.float32)
+    for i, sentence in enumerate(story.sentences):
+        speech = synthesize(sentence.text, "en-us", 150)
+        yield from chunker.push(np.concatenate([pause, speech]) if i else speech)
+    yield from chunker.flush()
+
+
+def audio_chunks(story: Story) -> Iterator[TextChunk]:
+    """The spoken story heard by the streaming Whisper (bundled tiny.en), chunk by chunk."""
+    yield from transcribe_stream(spoken_blocks(story), load_backend(), StreamingASROptions())
+
+
+def updates_right(story: Story, events: list[Event]) -> tuple[int, int, bool]:
+    """Text mode: the updates whose thought is the gold one, their number, and whether the answer
+    is the state the model's own last update wrote (the state carried however wrong)."""
+    thoughts = {e.chunk_index: e.text for e in events if e.type == "think"}
+    gold = [(i, s.thought) for i, s in enumerate(story.sentences) if s.role == "state"]
+    right = sum(thoughts.get(i) == thought for i, thought in gold)
+    last = next((thoughts[i] for i, _ in reversed(gold) if i in thoughts), "")
+    answer = next(e.info.get("answer") for e in events if e.type == "summary")
+    return right, len(gold), bool(last) and last.rsplit("= ", 1)[-1] == answer
 
 
 def minute_figures(
@@ -114,6 +132,9 @@ def main() -> None:
     for m in marks:
         rss[m] = rss_mb()
     summary = reasoner.finish(t_end)[-1].info
+    if not args.audio:
+        right, n, carried = updates_right(story, reasoner.events)
+        print(f"updates the model wrote right: {right} of {n}; answer is its own last state: {carried}")
 
     print(f"{'minute':>6} {'median ms':>10} {'mean ms':>8} {'chunks':>6} {'RSS MB':>8}")
     for m, mb in rss.items():
