@@ -39,7 +39,10 @@ LAG_RANGE_S = 60.0  # lags past this share the histogram's last bin
 @dataclass(frozen=True)
 class StreamingASROptions:
     min_step_seconds: float = 1.0  # new audio gathered before each Whisper step
-    first_step_seconds: float = 2.0  # Whisper guesses wildly on a shorter buffer, and both guesses agree
+    # Whisper guesses wildly on a shorter buffer, and the first two guesses agree, since the second
+    # buffer holds the first; LocalAgreement then commits the guess. At 2 s (and 3 s for the second)
+    # tiny.en heard the test story's opening "A baker makes forty" as "make a make 40" both times.
+    first_step_seconds: float = 3.0
     trim_seconds: float = 15.0  # beyond this, cut the buffer at a committed sentence or segment end
     max_buffer_seconds: float = 30.0  # Whisper's window: the buffer never grows past it
     prompt_chars: int = 200  # committed text before the buffer, given to Whisper as its prompt
