@@ -61,14 +61,10 @@ class ContextPolicy:
     skip_window: int | None = None
 
     def __post_init__(self) -> None:
+        # retain, keep_thoughts and skip_window are the user's options, checked (with their flag
+        # names) by ReasonerOptions; the budget is derived from the model here and checked here
         if self.budget < 1:
             raise ValueError(f"context budget must be positive, got {self.budget}")
-        if not 0.0 < self.retain < 1.0:
-            raise ValueError(f"retain must be between 0 and 1 (exclusive), got {self.retain}")
-        if self.keep_thoughts < 0:
-            raise ValueError(f"keep_thoughts must be at least 0, got {self.keep_thoughts}")
-        if self.skip_window is not None and self.skip_window < 2:
-            raise ValueError(f"skip_window must be at least 2, got {self.skip_window}")
 
     def needs_compaction(self, pieces: list[Piece], incoming: int) -> bool:
         """Whether prefilling `incoming` more tokens (the next chunk span) after `pieces` crosses
