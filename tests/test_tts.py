@@ -1,4 +1,5 @@
-"""Speech synthesis through the bundled libespeak-ng, and writing it to media files: real audio, no mocks."""
+"""Speech synthesis through the bundled libespeak-ng and the Piper voice, and writing it to media files:
+real audio, no mocks."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import itertools
 from concurrent.futures import ThreadPoolExecutor
 
 import av
+import jiwer
 import numpy as np
 import pytest
+from whisper.normalizers import EnglishTextNormalizer
 
-from adasr_av.data.tts import VOICES, synthesize, write_audio
+from adasr_av.data.tts import PIPER_VOICE, VOICES, synthesize, write_audio
 from adasr_av.errors import AdasrError
 
 RATE = 16_000
@@ -89,7 +92,7 @@ def test_the_voices_sound_different():
         assert pitch_apart or timbre_apart, f"{a} and {b} sound alike: {features[a]} vs {features[b]}"
 
 
-@pytest.mark.parametrize("voice", ["xx-nope", "en-us+nosuch", "f3", "en-gb"])
+@pytest.mark.parametrize("voice", ["xx-nope", "en-us+nosuch", "f3", "en-gb", "piper:nope", "piper:"])
 def test_an_unknown_voice_is_named(voice):
     with pytest.raises(AdasrError, match=repr(voice).replace("+", r"\+")):
         synthesize("Hello.", voice=voice)
@@ -147,3 +150,85 @@ def test_write_audio_refuses_what_it_cannot_write(tmp_path, speech, name, video)
     with pytest.raises(AdasrError, match=name):
         write_audio(tmp_path / name, speech, video=video)
     assert not list(tmp_path.iterdir())
+
+
+STORY = (
+    "Lucy has nine dollars. She earns seven dollars. Adam has forty two dollars. "
+    "How many dollars do Lucy and Adam have together at the end?"
+)
+
+
+@pytest.fixture(scope="module")
+def piper_speech() -> np.ndarray:
+    return synthesize(SENTENCE, PIPER_VOICE)
+
+
+@pytest.fixture(scope="module")
+def tiny_en():
+    """The bundled Whisper tiny.en, straight through faster-whisper."""
+    from faster_whisper import WhisperModel
+
+    from adasr_av.encoders.whisper_models import bundled_model_path
+
+    return WhisperModel(str(bundled_model_path()), device="cpu", compute_type="int8", cpu_threads=1)
+
+
+def test_the_piper_voice_is_16k_mono_float32_speech(piper_speech):
+    assert piper_speech.dtype == np.float32 and piper_speech.ndim == 1
+    assert piper_speech.min() >= -1.0 and piper_speech.max() <= 1.0
+    assert rms(piper_speech) > 0.03
+    assert 80 < median_f0(piper_speech) < 130  # Joe is a male voice: the audio really is at 16 kHz
+
+
+@pytest.mark.parametrize("wpm", [110, 160, 220])
+def test_the_piper_voice_speaks_at_about_the_rate_asked(wpm):
+    spoken = (
+        60 * len(f"{SENTENCE} {STORY}".split()) / seconds(synthesize(f"{SENTENCE} {STORY}", PIPER_VOICE, wpm))
+    )
+    assert spoken == pytest.approx(wpm, rel=0.1)  # 1 to 7% fast on this text
+
+
+def test_the_piper_voice_is_deterministic(piper_speech):
+    synthesize(STORY, PIPER_VOICE, 130)  # another text and rate in between change nothing
+    assert np.array_equal(synthesize(SENTENCE, PIPER_VOICE), piper_speech)
+
+
+def test_the_piper_voice_pauses_between_sentences():
+    one, two = (
+        seconds(synthesize(text, PIPER_VOICE)) for text in ("Seven ships.", "Seven ships. Seven ships.")
+    )
+    assert two > 2 * one + 0.15  # Piper itself puts no silence between its sentences
+
+
+@pytest.mark.parametrize("text", [SENTENCE, STORY])
+def test_whisper_tiny_en_hears_the_piper_voice(tiny_en, text):
+    normalise = EnglishTextNormalizer()
+    segments, _ = tiny_en.transcribe(
+        synthesize(text, PIPER_VOICE), language="en", beam_size=1, temperature=0.0
+    )
+    heard = " ".join(s.text for s in segments)
+    assert jiwer.wer(normalise(text), normalise(heard)) < 0.2, heard
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"words_per_minute": 400}, "400 is outside the Piper voice's range"),
+        ({"pitch": 60}, "no pitch setting"),
+    ],
+)
+def test_settings_the_piper_voice_lacks_are_refused(settings, message):
+    with pytest.raises(AdasrError, match=message):
+        synthesize("Hello.", PIPER_VOICE, **settings)
+
+
+def test_piper_and_espeak_side_by_side_in_threads(piper_speech):
+    """Piper phonemises with its own eSpeak NG; ours is another library in the same process."""
+    espeak_alone = seconds(synthesize(SENTENCE))
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        spoken = list(pool.map(lambda voice: synthesize(SENTENCE, voice), [PIPER_VOICE, "en-us"] * 2))
+    for voice, samples in zip([PIPER_VOICE, "en-us"] * 2, spoken, strict=True):
+        if voice == PIPER_VOICE:
+            assert np.array_equal(samples, piper_speech)
+        else:
+            assert seconds(samples) == pytest.approx(espeak_alone, abs=0.05)
