@@ -1,20 +1,34 @@
 """LocalAgreement-2: commit the longest prefix on which two consecutive hypotheses agree.
 
-The policy of whisper_streaming (Macháček et al., 2023). Words are in stream time; text is compared
-without case, punctuation or spacing, so "Five," and "five" agree.
+The policy of whisper_streaming (Macháček et al., 2023). Text is compared without case,
+punctuation or spacing, so "Five," and "five" agree. Two buffers hold its state:
+
+- `HypothesisBuffer` for hypotheses of a whole rolling buffer (timed words in stream time; the
+  committed words they repeat are found by time and text): the rolling policy;
+- `PrefixAgreement` for hypotheses that continue a forced prefix of the committed words (so the
+  new words line up by position, and need times only once they are committed): the VAD policy.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from adasr_av.types import Word
 
 _NOT_WORD = re.compile(r"[^\w]+")
 
 
-def _key(word: Word) -> str:
-    return _NOT_WORD.sub("", word.text.lower())
+def _key(word: Word | str) -> str:
+    return _NOT_WORD.sub("", (word if isinstance(word, str) else word.text).lower())
+
+
+def agreed_length(a: Sequence[Word | str], b: Sequence[Word | str]) -> int:
+    """How many leading words `a` and `b` share."""
+    n = 0
+    while n < min(len(a), len(b)) and _key(a[n]) == _key(b[n]):
+        n += 1
+    return n
 
 
 class HypothesisBuffer:
@@ -30,9 +44,7 @@ class HypothesisBuffer:
         """Take a new hypothesis (stream time); return the words it newly commits."""
         new = [w for w in hypothesis if w.t_start > self.last_committed_end - 0.1]
         new = self._drop_repeated_tail(new)
-        agreed = 0
-        while agreed < min(len(new), len(self.previous)) and _key(new[agreed]) == _key(self.previous[agreed]):
-            agreed += 1
+        agreed = agreed_length(new, self.previous)
         commit, self.previous = new[:agreed], new[agreed:]
         if commit:
             self.committed += commit
@@ -65,3 +77,47 @@ class HypothesisBuffer:
         gone = [w for w in self.committed if w.t_end <= t]
         self.committed = [w for w in self.committed if w.t_end > t]
         return gone
+
+
+class PrefixAgreement:
+    """LocalAgreement over continuations of the committed words of one utterance.
+
+    Each hypothesis is what the model wrote after the committed text, given as a forced prefix;
+    `agree` says how many of its leading words the previous hypothesis also had, `commit` takes them
+    with their times, `flush` commits a final hypothesis whole; `close` ends the utterance."""
+
+    def __init__(self):
+        self.committed: list[Word] = []  # this utterance's committed words, timed
+        self.previous: list[str] = []  # the last hypothesis beyond them
+
+    @property
+    def prefix(self) -> str:
+        return "".join(w.text for w in self.committed)
+
+    def agree(self, hypothesis: Sequence[str]) -> int:
+        """Take a hypothesis; return how many leading words it shares with the previous one."""
+        n = agreed_length(hypothesis, self.previous)
+        self.previous = list(hypothesis)
+        return n
+
+    def commit(self, words: Sequence[Word]) -> list[Word]:
+        """Commit the first words of the last hypothesis, timed; the rest stay pending."""
+        self.committed += words
+        self.previous = self.previous[len(words) :]
+        return list(words)
+
+    def flush(self, words: Sequence[Word]) -> list[Word]:
+        """The utterance ended: commit its final hypothesis, timed, whatever agreed before."""
+        self.previous = []
+        return self.commit(words)
+
+    def forget_before(self, t: float) -> list[Word]:
+        """The audio before `t` left the buffer: its committed words leave the prefix; returns them."""
+        gone = [w for w in self.committed if w.t_end <= t]
+        self.committed = self.committed[len(gone) :]
+        return gone
+
+    def close(self) -> list[Word]:
+        """Forget the utterance; returns its committed words (their text is the next prompt)."""
+        words, self.committed, self.previous = self.committed, [], []
+        return words

@@ -1,55 +1,41 @@
-"""Streaming Whisper: a rolling audio buffer re-transcribed as audio arrives, LocalAgreement-2
-commits, and committed words grouped into `TextChunk`s.
+"""Streaming Whisper: audio in stream time to committed words to sentence `TextChunk`s.
 
-`OnlineASR` has whisper_streaming's three verbs (`insert_audio`, `process_iter`, `finish`);
-`transcribe_stream` runs it over an iterator of `AudioChunk`s in stream time:
+`transcribe_stream` runs a commit policy (`online_asr.OnlineASR`, the default VAD policy, or
+`rolling_asr.RollingASR`, the rolling-buffer baseline) over an iterator of `AudioChunk`s:
 
-- a Whisper step runs once `min_step_seconds` of new audio is in, on everything that arrived;
-  audio that arrives while a step runs waits for the next step (coalescing), so a slow model
+- a decode runs when the policy says one is due (a pause ended an utterance, or enough new audio
+  came); audio that arrives while a step runs waits for the next step (coalescing), so a slow model
   falls behind by at most one step instead of building a backlog;
 - computation-aware (default): a step started when its last audio arrived and took the measured
   compute time, so `t_emit` = arrival + compute; computation-unaware: stream time stops while
   the model runs and `t_emit` is when the last audio of the step arrived.
 
-State stays bounded however long the stream: `OnlineASR` keeps the words of its buffer (at most
-`max_buffer_seconds` of audio) and the last `prompt_chars` of the text before it; the words it
-commits go out as `TextChunk`s, which are the transcript. `ASRStats` holds running aggregates.
+`ChunkGrouper` makes the reasoner's chunks: a chunk ends at a committed word that ends a sentence,
+at a pause of `pause_seconds` between words (or after the last word, once the VAD has heard that
+much silence: the chunk goes out then, without waiting for the next word), or at
+`max_chunk_seconds`. `ASRStats` holds running aggregates in fixed memory.
 """
 
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from adasr_av.encoders.local_agreement import HypothesisBuffer
+from adasr_av.encoders.asr_options import POLICIES, ASRCosts, StreamingASROptions
+from adasr_av.encoders.online_asr import OnlineASR
+from adasr_av.encoders.rolling_asr import SENTENCE_END, RollingASR
 from adasr_av.encoders.whisper_backends import WhisperBackend
-from adasr_av.media.audio import SAMPLE_RATE, samples_to_seconds, seconds_to_samples
 from adasr_av.types import AudioChunk, TextChunk, Word
 
-_SENTENCE_END = re.compile(r"[.!?][\"')\]]*$")
+__all__ = ["POLICIES", "ASRStats", "ChunkGrouper", "StreamingASROptions", "make_policy", "transcribe_stream"]
+
+DEFAULT_OPTIONS = StreamingASROptions()
 LAG_BIN_S = 0.01  # width of a `LagHistogram` bin: its quantiles are within half of it (5 ms)
 LAG_RANGE_S = 60.0  # lags past this share the histogram's last bin
-
-
-@dataclass(frozen=True)
-class StreamingASROptions:
-    min_step_seconds: float = 1.0  # new audio gathered before each Whisper step
-    # Whisper guesses wildly on a shorter buffer, and the first two guesses agree, since the second
-    # buffer holds the first; LocalAgreement then commits the guess. At 2 s (and 3 s for the second)
-    # tiny.en heard the test story's opening "A baker makes forty" as "make a make 40" both times.
-    first_step_seconds: float = 3.0
-    trim_seconds: float = 15.0  # beyond this, cut the buffer at a committed sentence or segment end
-    max_buffer_seconds: float = 30.0  # Whisper's window: the buffer never grows past it
-    prompt_chars: int = 200  # committed text before the buffer, given to Whisper as its prompt
-    pause_seconds: float = 0.8  # a silence this long between words ends a chunk
-    max_chunk_seconds: float = 10.0  # a chunk never spans more than this
-    max_gap_seconds: float = 2.0  # a longer hole in the input (a reconnect) restarts the buffer
-    computation_aware: bool = True
 
 
 @dataclass
@@ -108,108 +94,22 @@ class ASRStats:
     max_lag_s: float = 0.0  # longest wait between audio arriving and a step that includes it ending
     # per step: its text's emit time minus the arrival of its last audio (its compute, when aware)
     lags_s: LagHistogram = field(default_factory=LagHistogram)
+    costs: ASRCosts = field(default_factory=ASRCosts)  # where the compute went
 
     @property
     def real_time_factor(self) -> float:
         return self.compute_s / self.audio_s if self.audio_s else 0.0
 
 
-class OnlineASR:
-    """A rolling buffer of audio, re-transcribed on every step; commits what two steps agree on."""
-
-    def __init__(self, backend: WhisperBackend, options: StreamingASROptions = StreamingASROptions()):
-        self.backend, self.options = backend, options
-        self.audio = np.zeros(0, dtype=np.float32)
-        self.buffer_start = 0.0  # stream time of audio[0]
-        self.hypothesis = HypothesisBuffer()  # also holds the committed words still in the buffer
-        self.text_before = ""  # the last `prompt_chars` of committed text that has left the buffer
-        self.unprocessed_s = 0.0
-        self._started = False
-
-    @property
-    def buffer_end(self) -> float:
-        return self.buffer_start + samples_to_seconds(len(self.audio))
-
-    def insert_audio(self, chunk: AudioChunk) -> list[Word]:
-        """Append a chunk; a long hole before it (a reconnect) flushes and restarts the buffer,
-        a short one is filled with silence. Returns words that a restart committed."""
-        flushed: list[Word] = []
-        if not self._started:
-            self.buffer_start, self._started = chunk.t_start, True
-        gap = chunk.t_start - self.buffer_end
-        if gap > self.options.max_gap_seconds:
-            flushed = self.finish()
-            self.audio, self.buffer_start = np.zeros(0, dtype=np.float32), chunk.t_start
-            self._forget_before(chunk.t_start)
-        elif gap > 1 / SAMPLE_RATE:
-            self.audio = np.concatenate([self.audio, np.zeros(seconds_to_samples(gap), dtype=np.float32)])
-        self.audio = np.concatenate([self.audio, chunk.samples])
-        self.unprocessed_s += chunk.t_end - chunk.t_start
-        return flushed
-
-    def process_iter(self) -> list[Word]:
-        """Transcribe the buffer; return the newly committed words (stream time)."""
-        transcript = self.backend.transcribe(self.audio, self._prompt())
-        offset = self.buffer_start
-        words = [Word(w.text, w.t_start + offset, w.t_end + offset, w.probability) for w in transcript.words]
-        new = self.hypothesis.insert(words)
-        self.unprocessed_s = 0.0
-        self._trim([end + offset for end in transcript.segment_ends])
-        return new
-
-    def finish(self) -> list[Word]:
-        """The stream ended: commit the words heard but not yet agreed on."""
-        return self.hypothesis.flush()
-
-    def _prompt(self) -> str:
-        """The last `prompt_chars` of committed text before the buffer: the text that left it, then
-        any committed word still in the buffer that ends at its very start (a zero-length word)."""
-        edge = "".join(w.text for w in self.hypothesis.committed if w.t_end <= self.buffer_start)
-        return _last_chars(self.text_before + edge, self.options.prompt_chars).strip()
-
-    def _forget_before(self, t: float) -> None:
-        """Committed words before `t` leave the buffer; of their text, only what a prompt needs stays."""
-        gone = "".join(w.text for w in self.hypothesis.forget_before(t))
-        self.text_before = _last_chars(self.text_before + gone, self.options.prompt_chars)
-
-    def _trim(self, segment_ends: list[float]) -> None:
-        """Keep the buffer short: cut at the last committed sentence or segment end once it is
-        longer than `trim_seconds`, and at the last committed word if it would pass the maximum."""
-        if not self.hypothesis.committed:
-            if self.buffer_end - self.buffer_start > self.options.max_buffer_seconds:
-                self._cut(self.buffer_end - self.options.max_buffer_seconds)
-            return
-        last = self.hypothesis.last_committed_end
-        if self.buffer_end - self.buffer_start > self.options.trim_seconds:
-            sentence_ends = [
-                w.t_end for w in self.hypothesis.committed if _SENTENCE_END.search(w.text.strip())
-            ]
-            cuts = [t for t in (*segment_ends, *sentence_ends) if self.buffer_start < t <= last]
-            if cuts:
-                self._cut(max(cuts))
-        if (
-            self.buffer_end - self.buffer_start
-            > self.options.max_buffer_seconds - self.options.min_step_seconds
-        ):
-            self._cut(
-                max(last, self.buffer_end - self.options.max_buffer_seconds + self.options.min_step_seconds)
-            )
-
-    def _cut(self, t: float) -> None:
-        drop = min(len(self.audio), seconds_to_samples(t - self.buffer_start))
-        self.audio = self.audio[drop:]
-        self.buffer_start += samples_to_seconds(drop)
-        self._forget_before(self.buffer_start)
-
-
-def _last_chars(text: str, n: int) -> str:
-    return text[max(len(text) - n, 0) :]  # not text[-n:], which is all of it when n is 0
+def make_policy(backend: WhisperBackend, options: StreamingASROptions, costs: ASRCosts):
+    """The commit policy `options.policy` names."""
+    return (OnlineASR if options.policy == "vad" else RollingASR)(backend, options, costs)
 
 
 class ChunkGrouper:
     """Groups committed words into chunks at sentence ends, pauses, or a maximum duration."""
 
-    def __init__(self, options: StreamingASROptions = StreamingASROptions()):
+    def __init__(self, options: StreamingASROptions = DEFAULT_OPTIONS):
         self.options = options
         self.words: list[Word] = []
 
@@ -222,7 +122,7 @@ class ChunkGrouper:
             ):
                 chunks.append(self._emit(t_commit))
             self.words.append(word)
-            if _SENTENCE_END.search(word.text.strip()):
+            if SENTENCE_END.search(word.text.strip()):
                 chunks.append(self._emit(t_commit))
         return chunks
 
@@ -240,21 +140,22 @@ class ChunkGrouper:
 def transcribe_stream(
     audio: Iterable[AudioChunk],
     backend: WhisperBackend,
-    options: StreamingASROptions = StreamingASROptions(),
+    options: StreamingASROptions = DEFAULT_OPTIONS,
     stats: ASRStats | None = None,
 ) -> Iterator[TextChunk]:
     """Text chunks committed while `audio` streams in, then the flushed tail (see module doc)."""
     stats = stats if stats is not None else ASRStats()
-    asr, grouper = OnlineASR(backend, options), ChunkGrouper(options)
+    asr, grouper = make_policy(backend, options, stats.costs), ChunkGrouper(options)
     busy_until, arrived_at = 0.0, 0.0
 
     def commit(words: list[Word], t_commit: float) -> list[TextChunk]:
         return grouper.add([replace(w, t_commit=t_commit) for w in words], t_commit)
 
-    def step(t_arrival: float, t_oldest: float) -> list[TextChunk]:
+    def step(run, t_arrival: float, t_oldest: float) -> list[TextChunk]:
+        """Run `run` (a decode step, or the end of the stream) as a step on the stream clock."""
         nonlocal busy_until
         t0 = time.perf_counter()
-        words = asr.process_iter()
+        words = run()
         compute = time.perf_counter() - t0
         t_commit = t_arrival + compute if options.computation_aware else t_arrival
         busy_until = t_commit
@@ -270,18 +171,23 @@ def transcribe_stream(
         arrived_at = max(arrived_at, chunk.t_end)
         if oldest_waiting is None:
             oldest_waiting = chunk.t_end
+        t0 = time.perf_counter()
         flushed = asr.insert_audio(chunk)
+        stats.compute_s += time.perf_counter() - t0  # the VAD's share; restarts are timed below
         if flushed:
             t_flush = max(arrived_at, busy_until)
             yield from commit(flushed, t_flush)
             yield from grouper.flush(t_flush)
-        ready = max(options.min_step_seconds, options.first_step_seconds if stats.steps == 0 else 0.0)
-        if asr.unprocessed_s >= ready and chunk.t_end >= busy_until:
-            yield from step(chunk.t_end, oldest_waiting)
+        if asr.ready() and chunk.t_end >= busy_until:
+            yield from step(asr.process_iter, chunk.t_end, oldest_waiting)
             oldest_waiting = None
-    if asr.unprocessed_s > 0:
-        t_last = max(arrived_at, busy_until)
-        yield from step(t_last, oldest_waiting if oldest_waiting is not None else t_last)
-    t_end = max(arrived_at, busy_until)
-    yield from commit(asr.finish(), t_end)
-    yield from grouper.flush(t_end)
+        quiet = asr.quiet_since()
+        if (
+            grouper.words
+            and quiet is not None
+            and chunk.t_end - grouper.words[-1].t_end >= options.pause_seconds
+        ):
+            yield from grouper.flush(max(chunk.t_end, busy_until))  # the pause is heard: the chunk is out
+    t_last = max(arrived_at, busy_until)
+    yield from step(asr.finish, t_last, oldest_waiting if oldest_waiting is not None else t_last)
+    yield from grouper.flush(busy_until)

@@ -1,0 +1,61 @@
+"""Gates against invented text: what of a decode the streaming ASR believes was said.
+
+Whisper writes text where there is none: "Thank you." in silence, and on a short window it loops,
+repeating a word or a whole sentence until its token limit. Voice activity detection keeps silence
+from being decoded at all; these gates catch the rest, on each decode's new words:
+
+- no speech: Whisper's own rule, no-speech probability above a threshold with a low average
+  log-probability, hears nothing;
+- loops: from the first place where a block of words repeats at once (four words or more twice,
+  shorter blocks three times in a row), the rest is dropped; a text that still compresses like a
+  loop (gzip ratio above Whisper's 2.4) hears nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Sequence
+
+from adasr_av.encoders.asr_options import StreamingASROptions
+from adasr_av.encoders.whisper_backends import Decoding
+
+_NOT_WORD = re.compile(r"[^\w]+")
+LONG_BLOCK = 4  # a block of this many words repeated once is a loop
+MAX_BLOCK = 12
+
+
+def loop_start(words: Sequence[str]) -> int | None:
+    """Index of the first repeat of a looping block of words (None: no loop)."""
+    keys = [_NOT_WORD.sub("", w.lower()) for w in words]
+    n = len(keys)
+    for i in range(n):
+        for size in range(1, min(MAX_BLOCK, (n - i) // 2) + 1):
+            block = keys[i : i + size]
+            times = 1
+            while keys[i + times * size : i + (times + 1) * size] == block:
+                times += 1
+            if times >= (2 if size >= LONG_BLOCK else 3) and any(block):
+                return i + size
+    return None
+
+
+def compression_ratio(text: str) -> float:
+    raw = text.strip().encode()
+    return len(raw) / len(zlib.compress(raw)) if raw else 0.0
+
+
+def heard_words(decoding: Decoding, options: StreamingASROptions) -> tuple[str, ...]:
+    """The new words of `decoding` that pass the gates (possibly none)."""
+    words = decoding.new_words
+    if (
+        decoding.no_speech_prob > options.no_speech_threshold
+        and decoding.avg_logprob < options.logprob_threshold
+    ):
+        return ()
+    cut = loop_start(words)
+    if cut is not None:
+        words = words[:cut]
+    if compression_ratio("".join(words)) > options.compression_ratio_threshold:
+        return ()
+    return tuple(words)
