@@ -48,10 +48,6 @@ IDLE_SECONDS = 15  # a live stream (microphone, RTSP) that gets no audio for thi
 MAX_RECORD_SECONDS = 300  # a live stream is ended after this many stream seconds
 RTSP_RETRIES = 2  # failed connection attempts before an RTSP URL is reported (~1.5 s of backoff)
 LOST_AUDIO_S = 0.4  # report microphone audio lost on the way from this much (a block is 0.5 s)
-SILENCE_RMS = 0.003  # about -50 dBFS: a microphone frame quieter than this is silence
-PAUSE_KEPT_S = 1.0  # of each pause, this much reaches Whisper (more than its 0.8 s chunk pause)
-ONSET_KEPT_S = 0.3  # cut silence kept just before the speech that follows it (soft onsets)
-GATE_FRAME_S = 0.1  # the silence gate decides frame by frame
 MEDIA_SUFFIXES = (
     ".wav", ".mp3", ".m4a", ".aac", ".flac", ".ogg", ".oga", ".opus", ".webm", ".mp4", ".mkv", ".mov",
 )  # fmt: skip
@@ -82,22 +78,17 @@ class DemoSettings:
                 raise AdasrError(f"{flag} must be at least 1")
 
 
-class SilenceGate:
-    """Cuts the long silences out of microphone audio before Whisper, which makes words up in them
-    (tiny.en loops "I'm sorry." over a few seconds of quiet, and mishears the first words after a
-    long lead-in): nothing before the first word, at most PAUSE_KEPT_S of each pause. Stream time
-    then counts the audio that went through, speech and short pauses."""
+class MicrophoneBlocks:
+    """Browser microphone blocks (any PCM, mono or [n, channels]) as mono float32 at one rate.
+
+    Nothing is cut: the streaming ASR's voice activity detection (Silero) decides what is speech,
+    so silence costs no decoding and stream time is the time the speaker spoke in. (An energy gate
+    at -50 dBFS did this before; any noisy room defeated it.)"""
 
     def __init__(self):
         self.rate: int | None = None
-        self.started = False  # a word was heard
-        self.silent_s = 0.0  # length of the current pause
-        self.cut_s = 0.0  # silence cut so far
-        self._rest = np.zeros(0, np.float32)  # samples short of a whole frame
-        self._onset: collections.deque = collections.deque(maxlen=round(ONSET_KEPT_S / GATE_FRAME_S))
 
     def __call__(self, block: np.ndarray, rate: int) -> np.ndarray:
-        """Mono float32 samples of `block` (any PCM, mono or [n, channels]) that go through now."""
         if self.rate is None:
             self.rate = int(rate)
         elif int(rate) != self.rate:
@@ -105,24 +96,7 @@ class SilenceGate:
         samples = as_float(np.asarray(block))
         if samples.ndim == 2:
             samples = samples.mean(axis=1)
-        samples = np.concatenate([self._rest, samples.astype(np.float32, copy=False)])
-        size = max(1, round(GATE_FRAME_S * self.rate))
-        whole = len(samples) // size * size
-        self._rest = samples[whole:]
-        kept = []
-        for frame in samples[:whole].reshape(-1, size):
-            if float(np.sqrt(np.mean(frame**2))) >= SILENCE_RMS:
-                kept += [*self._onset, frame]
-                self._onset.clear()
-                self.started, self.silent_s = True, 0.0
-            elif self.started and self.silent_s < PAUSE_KEPT_S - 1e-9:
-                kept.append(frame)
-                self.silent_s += GATE_FRAME_S
-            else:
-                if len(self._onset) == self._onset.maxlen:
-                    self.cut_s += GATE_FRAME_S
-                self._onset.append(frame)
-        return np.concatenate(kept) if kept else np.zeros(0, np.float32)
+        return samples.astype(np.float32, copy=False)
 
 
 @dataclass(frozen=True)
@@ -244,7 +218,7 @@ class DemoSession:
         self.settings = settings or DemoSettings()
         self.pushed = audio if isinstance(audio, PushedAudio) else None
         self.feed = audio if isinstance(audio, LiveFeed) else None
-        self.gate = SilenceGate() if self.pushed is not None else None
+        self.gate = MicrophoneBlocks() if self.pushed is not None else None
         live = self.pushed is not None or self.feed is not None
         self.run = PipelineRun(
             models,
@@ -257,7 +231,7 @@ class DemoSession:
         self.ended_why: str | None = None  # why a live stream ended on its own (idle)
         self._stop_called = False
         self.last_push = time.monotonic()
-        self._received_s = 0.0  # microphone audio pushed so far, before the silence gate
+        self._received_s = 0.0  # microphone audio pushed so far
         self._lateness = BlockLateness()
         self._running = threading.Event()  # the run holds the models
         self._running_since = 0.0  # when it took them (monotonic seconds)
@@ -325,7 +299,7 @@ class DemoSession:
     # --- control ------------------------------------------------------------------------------
 
     def push(self, sample_rate: int, block: np.ndarray) -> None:
-        """One block of browser microphone audio (through the silence gate); blocks that come after
+        """One block of browser microphone audio (as mono float32); blocks that come after
         `stop` (or the length limit) are dropped."""
         if self.pushed is None or self.stopped:
             return
@@ -402,8 +376,7 @@ class DemoSession:
         return self.run.timeline.figure(f"{self.label}: stream timeline")
 
     def _status(self) -> str:
-        cut = f" ({self.gate.cut_s:.1f} s of silence cut)" if self.gate and self.gate.cut_s else ""
-        heard = f"{self.run.t_end or 0.0:.1f} s of audio{cut}, {self.run.n_chunks} text chunks"
+        heard = f"{self.run.t_end or 0.0:.1f} s of audio, {self.run.n_chunks} text chunks"
         if self.lost_s >= LOST_AUDIO_S:
             heard += f"; about {self.lost_s:.1f} s of microphone audio lost on the way (a busy server)"
         if self.run.reached_limit:
