@@ -71,8 +71,6 @@ def tones(seconds: float, seed: int = 0, note_s: float = 0.4) -> np.ndarray:
     out = np.zeros(n + per_note, dtype=np.float64)
     for start in range(0, n, per_note):
         pitches = rng.choice(SCALE_HZ, size=1 + int(rng.random() < 0.3), replace=False)
-        note = sum(
-            np.sin(2 * np.pi * f * k * t) / k for f in pitches for k in (1, 2, 3)
-        )
+        note = sum(np.sin(2 * np.pi * f * k * t) / k for f in pitches for k in (1, 2, 3))
         out[start : start + per_note] += envelope * note
     return at_level(out[:n].astype(np.float32), 1.0)
