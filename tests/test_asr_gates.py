@@ -279,12 +279,6 @@ def test_the_final_flush_commits_no_sentence_twice(story_streams, trail):
         assert word.t_start >= before.t_end - 0.05, (before, word)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="FasterWhisperBackend.decode: CTranslate2's max_length leaves fewer new tokens than "
-    "max_new_tokens after a long forced prefix, so the last words of an utterance are lost",
-)
 def test_the_final_flush_keeps_the_last_words(story_streams, audio, whisper):
     # Measured: the streams end "How many apples" (no trailing silence) and "How many apples does
     # Tom" (2 s): the final decode, forced after the 14 prefix tokens of the committed words, is

@@ -161,20 +161,26 @@ class FasterWhisperBackend:
         )
         forced = tok.encode(" " + prefix.strip()) if prefix.strip() else []
         start = ([tok.sot_prev, *before] if before else []) + [*tok.sot_sequence, tok.no_timestamps]
-        limit = min(self.model.max_length, len(start) + len(forced) + max_new_tokens)
+        # CTranslate2 writes its first new token only once max_length reaches about twice the
+        # forced prefix (measured: max(len(start) + k, 2k + 2) for k prefix tokens), so the limit
+        # is asked with that room and the new tokens are cut to `max_new_tokens` here.
+        room = max(len(start) + len(forced), 2 * len(forced) + 2)
+        limit = min(self.model.max_length, room + max_new_tokens)
         result = self.model.model.generate(
             encoded.output, [start + forced], beam_size=self.beam_size, max_length=limit,
             return_scores=True, return_no_speech_prob=True, suppress_blank=True, suppress_tokens=[-1],
         )[0]  # fmt: skip
         tokens = [t for t in result.sequences_ids[0] if t < tok.eot]  # the prefix, then new tokens
         new = len(tokens) - len(forced)
+        hit_limit = new >= max_new_tokens or len(start) + len(tokens) >= limit
+        tokens = tokens[: len(forced) + max_new_tokens]
         words, word_tokens = split_words(tok, tokens)
         prefix_words = len(split_words(tok, forced)[0])
         return Decoding(
             tuple(words), tuple(tuple(t) for t in word_tokens), prefix_words,
             avg_logprob=float(result.scores[0]) if new > 0 else 0.0,  # length penalty 1: the mean
             no_speech_prob=float(result.no_speech_prob),
-            hit_limit=len(start) + len(tokens) >= limit,
+            hit_limit=hit_limit,
         )  # fmt: skip
 
     def align(self, encoded: Encoded, decoding: Decoding) -> list[Word]:
