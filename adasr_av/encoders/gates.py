@@ -13,21 +13,21 @@ from being decoded at all; these gates catch the rest, on each decode's new word
 
 from __future__ import annotations
 
-import re
-import zlib
 from collections.abc import Sequence
 
+from faster_whisper.transcribe import get_compression_ratio
+
 from adasr_av.encoders.asr_options import StreamingASROptions
+from adasr_av.encoders.local_agreement import word_key
 from adasr_av.encoders.whisper_backends import Decoding
 
-_NOT_WORD = re.compile(r"[^\w]+")
 LONG_BLOCK = 4  # a block of this many words repeated once is a loop
 MAX_BLOCK = 12
 
 
 def loop_start(words: Sequence[str]) -> int | None:
     """Index of the first repeat of a looping block of words (None: no loop)."""
-    keys = [_NOT_WORD.sub("", w.lower()) for w in words]
+    keys = [word_key(w) for w in words]
     n = len(keys)
     for i in range(n):
         for size in range(1, min(MAX_BLOCK, (n - i) // 2) + 1):
@@ -38,11 +38,6 @@ def loop_start(words: Sequence[str]) -> int | None:
             if times >= (2 if size >= LONG_BLOCK else 3) and any(block):
                 return i + size
     return None
-
-
-def compression_ratio(text: str) -> float:
-    raw = text.strip().encode()
-    return len(raw) / len(zlib.compress(raw)) if raw else 0.0
 
 
 def heard_words(decoding: Decoding, options: StreamingASROptions) -> tuple[str, ...]:
@@ -56,6 +51,6 @@ def heard_words(decoding: Decoding, options: StreamingASROptions) -> tuple[str, 
     cut = loop_start(words)
     if cut is not None:
         words = words[:cut]
-    if compression_ratio("".join(words)) > options.compression_ratio_threshold:
+    if get_compression_ratio("".join(words).strip()) > options.compression_ratio_threshold:
         return ()
     return tuple(words)

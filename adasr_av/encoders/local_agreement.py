@@ -19,14 +19,15 @@ from adasr_av.types import Word
 _NOT_WORD = re.compile(r"[^\w]+")
 
 
-def _key(word: Word | str) -> str:
+def word_key(word: Word | str) -> str:
+    """A word as the agreement compares it: lower case, without punctuation or spaces."""
     return _NOT_WORD.sub("", (word if isinstance(word, str) else word.text).lower())
 
 
 def agreed_length(a: Sequence[Word | str], b: Sequence[Word | str]) -> int:
     """How many leading words `a` and `b` share."""
     n = 0
-    while n < min(len(a), len(b)) and _key(a[n]) == _key(b[n]):
+    while n < min(len(a), len(b)) and word_key(a[n]) == word_key(b[n]):
         n += 1
     return n
 
@@ -56,7 +57,7 @@ class HypothesisBuffer:
         if not new or not self.committed or abs(new[0].t_start - self.last_committed_end) >= 1.0:
             return new
         for n in range(min(len(self.committed), len(new), self.overlap_words), 0, -1):
-            if [_key(w) for w in self.committed[-n:]] == [_key(w) for w in new[:n]]:
+            if [word_key(w) for w in self.committed[-n:]] == [word_key(w) for w in new[:n]]:
                 return new[n:]
         return new
 
