@@ -63,22 +63,24 @@ class OnlineASR:
         self.open: Utterance | None = None
         self.closed: list[Utterance] = []  # ended by a pause, awaiting their final decode
         self.unprocessed_s = 0.0  # audio of the open utterance since its last decode
-        self.stream_end: float | None = None
-        self.silent_since: float | None = 0.0  # when the current silence began (None: speaking)
-        self._recent = np.zeros(0, dtype=np.float32)  # the last `speech_pad_s` before now
-        self._restart(0.0)
+        self.stream_end: float | None = None  # None until the first chunk
 
     def _restart(self, t: float) -> None:
+        """Start listening at stream time `t`: fresh VAD state, no context."""
         self.context, self._stream_start = [], t
         self.vad, self.gate = StreamingVAD(), SpeechGate(self.options.vad, t0=t)
-        self._recent, self.stream_end, self.silent_since = np.zeros(0, dtype=np.float32), t, t
+        self._recent = np.zeros(0, dtype=np.float32)  # the last `speech_pad_s` before now
+        self.stream_end = t
+        self.silent_since: float | None = t  # when the current silence began (None: speaking)
 
     def insert_audio(self, chunk: AudioChunk) -> list[Word]:
         """Take a chunk; a long hole before it (a reconnect) finishes what was heard and restarts,
         a short one is filled with silence. Returns words that a restart committed."""
         flushed: list[Word] = []
-        if self.stream_end is None or chunk.t_start - self.stream_end > self.options.max_gap_seconds:
-            flushed = self.finish() if self.stream_end is not None else []
+        if self.stream_end is None:
+            self._restart(chunk.t_start)
+        elif chunk.t_start - self.stream_end > self.options.max_gap_seconds:
+            flushed = self.finish()
             self._restart(chunk.t_start)
         samples = chunk.samples
         gap = chunk.t_start - self.stream_end
@@ -136,7 +138,9 @@ class OnlineASR:
 
     def quiet_since(self) -> float | None:
         """When the silence now heard began, if no speech is waiting to be decoded (else None)."""
-        return None if self.open is not None or self.closed else self.silent_since
+        if self.stream_end is None or self.open is not None or self.closed:
+            return None
+        return self.silent_since
 
     def finish(self) -> list[Word]:
         """The stream ended: the open utterance ends here; every utterance is decoded and committed."""
@@ -150,28 +154,28 @@ class OnlineASR:
 
     def _decode(self, utterance: Utterance):
         """Encode the context and the utterance, decode after their committed words: (encoded,
-        decoding with only the words that pass the gates)."""
+        decoding with only the words that pass the gates, stream time of the buffer's start)."""
         gap = np.zeros(seconds_to_samples(CONTEXT_GAP_S), dtype=np.float32)
         audio = np.concatenate([x for a, _ in self.context for x in (a, gap)] + [utterance.audio])
-        self._offset = utterance.start - samples_to_seconds(len(audio) - len(utterance.audio))
+        t0 = utterance.start - samples_to_seconds(len(audio) - len(utterance.audio))
         encoded = self.whisper.encode(audio, self.options.min_window_seconds)
         committed_end = self.agreement.committed[-1].t_end if self.agreement.committed else utterance.start
         unconfirmed = max(utterance.end - committed_end, 0.0)
         limit = math.ceil(self.options.tokens_per_second * unconfirmed) + 4
         prefix = "".join(text for _, text in self.context) + self.agreement.prefix
-        decoding = self.whisper.decode(encoded, self._prompt(), prefix, limit)
+        decoding = self.whisper.decode(encoded, self.text_before.strip(), prefix, limit)
         heard = heard_words(decoding, self.options)
         if len(heard) < len(decoding.new_words) or (decoding.new_words and not heard):
             self.costs.gated += 1
         n = decoding.prefix_words + len(heard)
-        return encoded, replace(decoding, words=decoding.words[:n], tokens=decoding.tokens[:n])
+        return encoded, replace(decoding, words=decoding.words[:n], tokens=decoding.tokens[:n]), t0
 
-    def _timed(self, utterance: Utterance, encoded, decoding, count: int) -> list[Word]:
-        """Stream times of the first `count` new words. The alignment is of the whole text, as its
-        time warping spreads whatever text it is given over all of the audio."""
+    def _timed(self, utterance: Utterance, encoded, decoding, t0: float, count: int) -> list[Word]:
+        """Stream times of the first `count` new words (`t0`: stream time of the buffer's start,
+        before the utterance: the context). The alignment is of the whole text, as its time warping
+        spreads whatever text it is given over all of the audio."""
         aligned = self.whisper.align(encoded, decoding)
         new = aligned[decoding.prefix_words : decoding.prefix_words + count]
-        t0 = self._offset  # stream time of the buffer's start (before the utterance: the context)
         floor = max(utterance.start, self._stream_start)  # no word before the stream began
         return [
             Word(text, max(start + t0, floor), max(end + t0, floor), p)
@@ -180,16 +184,16 @@ class OnlineASR:
 
     def _step(self, utterance: Utterance) -> list[Word]:
         self.unprocessed_s = 0.0
-        encoded, decoding = self._decode(utterance)
+        encoded, decoding, t0 = self._decode(utterance)
         agreed = self.agreement.agree(decoding.new_words)
         if not agreed:
             return self._trim(utterance)
-        timed = [w for w in self._timed(utterance, encoded, decoding, agreed) if w.t_end <= utterance.end]
+        timed = [w for w in self._timed(utterance, encoded, decoding, t0, agreed) if w.t_end <= utterance.end]
         return self.agreement.commit(timed) + self._trim(utterance)
 
     def _final(self, utterance: Utterance) -> list[Word]:
-        encoded, decoding = self._decode(utterance)
-        timed = self._timed(utterance, encoded, decoding, len(decoding.new_words))
+        encoded, decoding, t0 = self._decode(utterance)
+        timed = self._timed(utterance, encoded, decoding, t0, len(decoding.new_words))
         end = utterance.speech_end if utterance.speech_end is not None else utterance.end
         words = self.agreement.flush([w for w in timed if (w.t_start + w.t_end) / 2 <= end + AFTER_SPEECH_S])
         self._remember(utterance, self.agreement.close())
@@ -201,8 +205,7 @@ class OnlineASR:
         while self.context and sum(len(a) for a, _ in self.context) > seconds_to_samples(
             self.options.context_seconds
         ):
-            _, text = self.context.pop(0)
-            self.text_before = last_chars(self.text_before + text, self.options.prompt_chars)
+            self._to_prompt(self.context.pop(0)[1])
 
     def _trim(self, utterance: Utterance) -> list[Word]:
         """Keep the open buffer short: past `trim_seconds`, cut at the last committed sentence end
@@ -230,14 +233,14 @@ class OnlineASR:
             return words
         return []
 
-    def _prompt(self) -> str:
-        return self.text_before.strip()
-
     def _leave(self, words: list[Word]) -> None:
-        """Committed words leave a long utterance's buffer (and the context, which came before
-        them); of their text, only what a prompt needs stays."""
+        """Committed words leave a long utterance's buffer, and the context (which came before them)
+        leaves too."""
         for _, text in self.context:
-            self.text_before = last_chars(self.text_before + text, self.options.prompt_chars)
+            self._to_prompt(text)
         self.context = []
-        text = "".join(w.text for w in words)
+        self._to_prompt("".join(w.text for w in words))
+
+    def _to_prompt(self, text: str) -> None:
+        """Committed text that left the buffer: only what a prompt needs of it stays."""
         self.text_before = last_chars(self.text_before + text, self.options.prompt_chars)
