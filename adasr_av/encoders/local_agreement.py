@@ -17,6 +17,15 @@ from collections.abc import Sequence
 from adasr_av.types import Word
 
 _NOT_WORD = re.compile(r"[^\w]+")
+SENTENCE_END = re.compile(r"[.!?][\"')\]]*$")
+
+
+def ends_sentence(text: str) -> bool:
+    return bool(SENTENCE_END.search(text.strip()))
+
+
+def last_chars(text: str, n: int) -> str:
+    return text[max(len(text) - n, 0) :]  # not text[-n:], which is all of it when n is 0
 
 
 def word_key(word: Word | str) -> str:

@@ -6,8 +6,9 @@
   a sentence is out about half a second after its speaker stops.
 - While an utterance lasts, it is decoded every `min_step_seconds` of new audio. Its committed words
   are the decoder's forced prefix (read in one pass), so each decode writes only the words not yet
-  committed; LocalAgreement-2 commits the words two decodes in a row agree on, and only then are
-  word times computed (alignment), for those words.
+  committed; LocalAgreement-2 commits the words two decodes in a row agree on, but for the last
+  of them, whose punctuation waits for a decode that heard the word after it (a sentence end
+  there ends the reasoner's chunk); only then are word times computed (alignment).
 - The encoder sees the utterance after up to `context_seconds` of the utterances before it (their
   pauses cut to `CONTEXT_GAP_S`; their committed text joins the forced prefix), padded with silence
   to `min_window_seconds` (not Whisper's 30 s). tiny.en on eSpeak stories: each sentence decoded
@@ -28,8 +29,7 @@ import numpy as np
 
 from adasr_av.encoders.asr_options import ASRCosts, Metered, StreamingASROptions
 from adasr_av.encoders.gates import heard_words
-from adasr_av.encoders.local_agreement import PrefixAgreement
-from adasr_av.encoders.rolling_asr import SENTENCE_END, last_chars
+from adasr_av.encoders.local_agreement import PrefixAgreement, ends_sentence, last_chars
 from adasr_av.encoders.vad import SpeechGate, StreamingVAD
 from adasr_av.encoders.whisper_backends import WhisperBackend
 from adasr_av.media.audio import SAMPLE_RATE, samples_to_seconds, seconds_to_samples
@@ -185,7 +185,9 @@ class OnlineASR:
     def _step(self, utterance: Utterance) -> list[Word]:
         self.unprocessed_s = 0.0
         encoded, decoding, t0 = self._decode(utterance)
-        agreed = self.agreement.agree(decoding.new_words)
+        # The last agreed word waits for the next one: its punctuation (a sentence end, which ends
+        # the reasoner's chunk) is only settled by a hypothesis that heard what follows it.
+        agreed = max(self.agreement.agree(decoding.new_words) - 1, 0)
         if not agreed:
             return self._trim(utterance)
         timed = [w for w in self._timed(utterance, encoded, decoding, t0, agreed) if w.t_end <= utterance.end]
@@ -213,7 +215,7 @@ class OnlineASR:
         length = utterance.end - utterance.start
         committed = self.agreement.committed
         if length > self.options.trim_seconds and committed:
-            sentences = [w.t_end for w in committed if SENTENCE_END.search(w.text.strip())]
+            sentences = [w.t_end for w in committed if ends_sentence(w.text)]
             cut = (
                 sentences[-1]
                 if sentences and sentences[-1] - utterance.start > length / 2

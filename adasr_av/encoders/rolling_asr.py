@@ -6,23 +6,16 @@ decoded like speech. Kept as the baseline the benchmark's `--compare naive` runs
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 
 import numpy as np
 
 from adasr_av.encoders.asr_options import ASRCosts, Metered, StreamingASROptions
 from adasr_av.encoders.gates import heard_words
-from adasr_av.encoders.local_agreement import HypothesisBuffer
+from adasr_av.encoders.local_agreement import HypothesisBuffer, ends_sentence, last_chars
 from adasr_av.encoders.whisper_backends import WhisperBackend
 from adasr_av.media.audio import SAMPLE_RATE, samples_to_seconds, seconds_to_samples
 from adasr_av.types import AudioChunk, Word
-
-SENTENCE_END = re.compile(r"[.!?][\"')\]]*$")
-
-
-def last_chars(text: str, n: int) -> str:
-    return text[max(len(text) - n, 0) :]  # not text[-n:], which is all of it when n is 0
 
 
 class RollingASR:
@@ -110,7 +103,7 @@ class RollingASR:
             cuts = [
                 w.t_end
                 for w in self.hypothesis.committed
-                if SENTENCE_END.search(w.text.strip()) and self.buffer_start < w.t_end <= last
+                if ends_sentence(w.text) and self.buffer_start < w.t_end <= last
             ]
             if cuts:
                 self._cut(max(cuts))

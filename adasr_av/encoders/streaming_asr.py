@@ -26,8 +26,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from adasr_av.encoders.asr_options import POLICIES, ASRCosts, StreamingASROptions
+from adasr_av.encoders.local_agreement import ends_sentence
 from adasr_av.encoders.online_asr import OnlineASR
-from adasr_av.encoders.rolling_asr import SENTENCE_END, RollingASR
+from adasr_av.encoders.rolling_asr import RollingASR
 from adasr_av.encoders.whisper_backends import WhisperBackend
 from adasr_av.types import AudioChunk, TextChunk, Word
 
@@ -122,7 +123,7 @@ class ChunkGrouper:
             ):
                 chunks.append(self._emit(t_commit))
             self.words.append(word)
-            if SENTENCE_END.search(word.text.strip()):
+            if ends_sentence(word.text):
                 chunks.append(self._emit(t_commit))
         return chunks
 
