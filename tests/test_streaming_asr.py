@@ -185,7 +185,7 @@ def test_a_long_stream_keeps_bounded_state_and_emits_every_word(speech, whisper)
     backend = Recording(whisper)
     asr, emitted, kept = OnlineASR(backend, options, ASRCosts()), [], []
     for chunk in read_audio_array(audio):
-        emitted += asr.insert_audio(chunk)
+        asr.insert_audio(chunk)
         if asr.ready():
             emitted += asr.process_iter()
         words, texts, seconds = held(asr)
@@ -286,3 +286,25 @@ def test_transcribe_bad_sources(source, message, tmp_path, capsys):
     assert main(["transcribe", source.format(tmp=tmp_path)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+@pytest.mark.parametrize("policy", ["vad", "rolling"])
+def test_a_hole_in_the_input_finishes_what_came_before_and_restarts(speech, whisper, policy):
+    """A reconnect: the input jumps 5 s ahead. What was heard before is committed when the hole
+    is seen (stream time stops while Whisper runs: at the last audio before it), no chunk spans
+    the hole, and the speech after it is heard in its own time."""
+    options = StreamingASROptions(computation_aware=False)
+    if policy == "rolling":
+        options = StreamingASROptions.rolling(computation_aware=False)
+    half = len(speech) // 2
+    before = read_audio_array(speech[:half])
+    end = before[-1].t_end
+    after = [
+        AudioChunk(c.samples, c.t_start + end + 5.0, c.t_end + end + 5.0) for c in read_audio_array(speech)
+    ]
+    chunks = list(transcribe_stream([*before, *after], whisper, options))
+    early = [c for c in chunks if c.t_end <= end + 0.5]
+    late = [c for c in chunks if c.t_start >= end + 5.0]
+    assert early and late and len(early) + len(late) == len(chunks)
+    assert all(c.t_emit <= end + 1e-6 or c.t_emit == c.t_end for c in early)
+    assert wer(SPEECH, " ".join(c.text for c in late)) <= 0.25

@@ -65,23 +65,18 @@ class OnlineASR:
         self.unprocessed_s = 0.0  # audio of the open utterance since its last decode
         self.stream_end: float | None = None  # None until the first chunk
 
-    def _restart(self, t: float) -> None:
-        """Start listening at stream time `t`: fresh VAD state, no context."""
+    def restart(self, t: float) -> None:
+        """Start listening at stream time `t` (the stream's start, or after a reconnect, once
+        `finish` has committed what came before): fresh VAD state, no context."""
         self.context, self._stream_start = [], t
         self.vad, self.gate = StreamingVAD(), SpeechGate(self.options.vad, t0=t)
         self._recent = np.zeros(0, dtype=np.float32)  # the last `speech_pad_s` before now
         self.stream_end = t
-        self.silent_since: float | None = t  # when the current silence began (None: speaking)
 
-    def insert_audio(self, chunk: AudioChunk) -> list[Word]:
-        """Take a chunk; a long hole before it (a reconnect) finishes what was heard and restarts,
-        a short one is filled with silence. Returns words that a restart committed."""
-        flushed: list[Word] = []
+    def insert_audio(self, chunk: AudioChunk) -> None:
+        """Take a chunk; a hole before it is filled with silence."""
         if self.stream_end is None:
-            self._restart(chunk.t_start)
-        elif chunk.t_start - self.stream_end > self.options.max_gap_seconds:
-            flushed = self.finish()
-            self._restart(chunk.t_start)
+            self.restart(chunk.t_start)
         samples = chunk.samples
         gap = chunk.t_start - self.stream_end
         if gap > 1 / SAMPLE_RATE:
@@ -104,14 +99,13 @@ class OnlineASR:
                 have = self._recent[max(len(self._recent) - want, 0) :]
                 lead = np.zeros(want - len(have), dtype=np.float32)
                 self.open = Utterance(np.concatenate([lead, have]), start + (k - want) / SAMPLE_RATE)
-                self.unprocessed_s, self.silent_since = 0.0, None
+                self.unprocessed_s = 0.0
             elif self.open is not None:
-                self.open.speech_end, self.silent_since = change.t, change.t
+                self.open.speech_end = change.t
                 self.closed.append(self.open)
                 self.open = None
         self._feed(samples[pos:])
         self.stream_end = start + samples_to_seconds(len(samples))
-        return flushed
 
     def _feed(self, samples: np.ndarray) -> None:
         if self.open is not None:
@@ -136,11 +130,9 @@ class OnlineASR:
             words += self._step(self.open)
         return words
 
-    def quiet_since(self) -> float | None:
-        """When the silence now heard began, if no speech is waiting to be decoded (else None)."""
-        if self.stream_end is None or self.open is not None or self.closed:
-            return None
-        return self.silent_since
+    def quiet(self) -> bool:
+        """The VAD hears a pause, and no speech is waiting to be decoded."""
+        return self.stream_end is not None and self.open is None and not self.closed
 
     def finish(self) -> list[Word]:
         """The stream ended: the open utterance ends here; every utterance is decoded and committed."""

@@ -35,22 +35,21 @@ class RollingASR:
     def buffer_end(self) -> float:
         return self.buffer_start + samples_to_seconds(len(self.audio))
 
-    def insert_audio(self, chunk: AudioChunk) -> list[Word]:
-        """Append a chunk; a long hole before it (a reconnect) flushes and restarts the buffer,
-        a short one is filled with silence. Returns words that a restart committed."""
-        flushed: list[Word] = []
+    def restart(self, t: float) -> None:
+        """Start the buffer at stream time `t` (after a reconnect, once `finish` has committed
+        what came before)."""
+        self.audio, self.buffer_start = np.zeros(0, dtype=np.float32), t
+        self._forget_before(t)
+
+    def insert_audio(self, chunk: AudioChunk) -> None:
+        """Append a chunk; a hole before it is filled with silence."""
         if not self._started:
             self.buffer_start, self._started = chunk.t_start, True
         gap = chunk.t_start - self.buffer_end
-        if gap > self.options.max_gap_seconds:
-            flushed = self.hypothesis.flush()
-            self.audio, self.buffer_start = np.zeros(0, dtype=np.float32), chunk.t_start
-            self._forget_before(chunk.t_start)
-        elif gap > 1 / SAMPLE_RATE:
+        if gap > 1 / SAMPLE_RATE:
             self.audio = np.concatenate([self.audio, np.zeros(seconds_to_samples(gap), dtype=np.float32)])
         self.audio = np.concatenate([self.audio, chunk.samples])
         self.unprocessed_s += chunk.t_end - chunk.t_start
-        return flushed
 
     def ready(self) -> bool:
         first = self.options.first_step_seconds if self.steps == 0 else 0.0
@@ -76,9 +75,9 @@ class RollingASR:
         new = self.process_iter() if self.unprocessed_s > 0 else []
         return new + self.hypothesis.flush()
 
-    def quiet_since(self) -> float | None:
+    def quiet(self) -> bool:
         """No voice activity detection: never known to be quiet."""
-        return None
+        return False
 
     def _prompt(self) -> str:
         """The last `prompt_chars` of committed text before the buffer: the text that left it, then

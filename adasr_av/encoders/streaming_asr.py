@@ -168,26 +168,24 @@ def transcribe_stream(
 
     oldest_waiting: float | None = None  # arrival of the oldest audio no step has included yet
     for chunk in audio:
+        if stats.audio_s and chunk.t_start - arrived_at > options.max_gap_seconds:
+            # a hole in the input (a reconnect): what came before is finished, as at the end
+            t_gap = max(arrived_at, busy_until)
+            yield from step(asr.finish, t_gap, oldest_waiting if oldest_waiting is not None else t_gap)
+            yield from grouper.flush(busy_until)
+            asr.restart(chunk.t_start)
+            oldest_waiting = None
         stats.audio_s += chunk.t_end - chunk.t_start
         arrived_at = max(arrived_at, chunk.t_end)
         if oldest_waiting is None:
             oldest_waiting = chunk.t_end
         t0 = time.perf_counter()
-        flushed = asr.insert_audio(chunk)
-        stats.compute_s += time.perf_counter() - t0  # the VAD's share; restarts are timed below
-        if flushed:
-            t_flush = max(arrived_at, busy_until)
-            yield from commit(flushed, t_flush)
-            yield from grouper.flush(t_flush)
+        asr.insert_audio(chunk)
+        stats.compute_s += time.perf_counter() - t0  # the VAD's share
         if asr.ready() and chunk.t_end >= busy_until:
             yield from step(asr.process_iter, chunk.t_end, oldest_waiting)
             oldest_waiting = None
-        quiet = asr.quiet_since()
-        if (
-            grouper.words
-            and quiet is not None
-            and chunk.t_end - grouper.words[-1].t_end >= options.pause_seconds
-        ):
+        if grouper.words and asr.quiet() and chunk.t_end - grouper.words[-1].t_end >= options.pause_seconds:
             yield from grouper.flush(max(chunk.t_end, busy_until))  # the pause is heard: the chunk is out
     t_last = max(arrived_at, busy_until)
     yield from step(asr.finish, t_last, oldest_waiting if oldest_waiting is not None else t_last)
