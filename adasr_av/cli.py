@@ -326,8 +326,7 @@ def cmd_run(args) -> None:
 
     if not args.source:
         raise AdasrError("no source: give a file, mic or an rtsp:// URL (or source.source in --config)")
-    if args.step <= 0:
-        raise AdasrError("--step must be positive")
+    _asr_options(args)  # bad ASR flags fail before the source opens or models load
     if args.queue_size < 1:
         raise AdasrError("--queue-size must be at least 1")
     audio = open_audio(args.source, realtime=args.realtime)  # a bad source fails before models load
@@ -436,16 +435,21 @@ def cmd_transcribe(args) -> None:
 def _transcription(args, prefix: str = ""):
     """(audio, text chunks, stats) from `_add_asr_args`' flags: the source opens now, so a bad one
     fails before any model loads; `audio.t_end` is where the audio ended once it has."""
-    from adasr_av.encoders.streaming_asr import ASRStats, StreamingASROptions, transcribe_stream
+    from adasr_av.encoders.streaming_asr import ASRStats, transcribe_stream
     from adasr_av.media.sources import EndTracker, open_audio, until_interrupted
 
-    if args.step <= 0:
-        raise AdasrError("--step must be positive")
+    options = _asr_options(args)
     audio = EndTracker(until_interrupted(open_audio(args.source, realtime=args.realtime)))
     backend = _asr_backend(args, prefix)
-    options = StreamingASROptions(min_step_seconds=args.step, computation_aware=not args.unaware)
     stats = ASRStats()
     return audio, transcribe_stream(audio, backend, options, stats), stats
+
+
+def _asr_options(args):
+    """The streaming ASR's options from `_add_asr_args`' flags; they check themselves (--step)."""
+    from adasr_av.encoders.streaming_asr import StreamingASROptions
+
+    return StreamingASROptions(min_step_seconds=args.step, computation_aware=not args.unaware)
 
 
 def _asr_model(args, prefix: str = "") -> str | None:
@@ -550,13 +554,11 @@ def cmd_synth(args) -> None:
 
 def _pipeline_models(args, threads: int | None = None):
     """Whisper and the reasoner the flags ask for, loaded once per batch worker (any process)."""
-    from adasr_av.encoders.streaming_asr import StreamingASROptions
     from adasr_av.pipeline import PipelineModels
 
     _quiet_libraries()
     asr = _asr_backend(args, "asr_", threads)
-    asr_options = StreamingASROptions(min_step_seconds=args.step, computation_aware=not args.unaware)
-    return PipelineModels(asr, _reasoner(args), asr_options)
+    return PipelineModels(asr, _reasoner(args), _asr_options(args))
 
 
 def cmd_batch(args) -> None:
@@ -567,8 +569,7 @@ def cmd_batch(args) -> None:
 
     if not args.inputs and args.questions is None:
         raise AdasrError("batch needs INPUT files, folders or globs, or --questions FILE.csv")
-    if args.step <= 0:
-        raise AdasrError("--step must be positive")
+    _asr_options(args)
     options = BatchOptions(
         args.workers, args.ray, args.realtime, sys.stderr.isatty(), max_seconds=args.max_seconds
     )
@@ -588,8 +589,7 @@ def cmd_demo(args) -> None:
 
     from adasr_av.demo import DemoSettings, launch
 
-    if args.step <= 0:
-        raise AdasrError("--step must be positive")
+    _asr_options(args)
     names = ("host", "port", "share", "max_upload_mb", "max_record_s", "idle_s", "queue_size", "realtime")
     settings = DemoSettings(**{name: getattr(args, name) for name in names})  # checks its fields
     whisper_threads = max(1, (os.cpu_count() or 1) - 1)  # a core for the server: no block is lost
