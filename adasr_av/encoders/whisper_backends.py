@@ -226,10 +226,7 @@ class OpenAIWhisperBackend:
         except Exception as err:
             raise AdasrError(f"whisper model {name}: cannot load ({first_line(err)})") from None
         self.multilingual = bool(self.model.is_multilingual)
-        if language != "en" and not self.multilingual:
-            raise AdasrError(
-                f"whisper model {name} is English-only: --language {language} needs a multilingual model"
-            )
+        check_language(name, language, self.multilingual)  # a checkpoint tells only once loaded
         self.language = language
         self.tokenizer = whisper.tokenizer.get_tokenizer(
             self.multilingual, num_languages=self.model.num_languages, language=language, task="transcribe"

@@ -57,15 +57,16 @@ def compute_type_for(device: str) -> str:
     return "float16" if device.startswith("cuda") else "int8"
 
 
-def check_language(model: str, language: str) -> None:
-    """Raise unless `model` (as `resolve_whisper_model` returns it) can transcribe `language`."""
+def check_language(model: str, language: str, multilingual: bool | None = None) -> None:
+    """Raise unless `model` (as `resolve_whisper_model` returns it) can transcribe `language`;
+    `multilingual` when a loaded model has told (else its folder or name tells)."""
     if language == "en":
         return  # every Whisper model
     from whisper.tokenizer import LANGUAGES  # imports torch: only for another language
 
     if language not in LANGUAGES:
         raise AdasrError(f"--language {language}: not a Whisper language code (e.g. en, fr, de, es, zh)")
-    if not is_multilingual(model):
+    if not (is_multilingual(model) if multilingual is None else multilingual):
         raise AdasrError(
             f"whisper model {model_label(model)} is English-only: --language {language} needs a "
             f"multilingual model (e.g. {BASE_NAME})"
