@@ -218,7 +218,7 @@ class DemoSession:
         self.settings = settings or DemoSettings()
         self.pushed = audio if isinstance(audio, PushedAudio) else None
         self.feed = audio if isinstance(audio, LiveFeed) else None
-        self.gate = MicrophoneBlocks() if self.pushed is not None else None
+        self.blocks = MicrophoneBlocks() if self.pushed is not None else None
         live = self.pushed is not None or self.feed is not None
         self.run = PipelineRun(
             models,
@@ -306,7 +306,7 @@ class DemoSession:
         self.last_push = time.monotonic()
         self._lateness.add(self.last_push - self._received_s)
         self._received_s += len(block) / sample_rate
-        samples = self.gate(block, sample_rate)
+        samples = self.blocks(block, sample_rate)
         if not len(samples):
             return
         try:

@@ -150,7 +150,6 @@ def long_stream(spoken: list[Spoken], minutes: float, backend, options: Streamin
 
     def audio():
         t, i, mark, compute_at_mark = 0.0, 0, 60.0, 0.0
-        nonlocal per_minute
         while t < total:
             samples = spoken[i % len(spoken)].audio
             i += 1
