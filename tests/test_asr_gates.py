@@ -215,7 +215,7 @@ def test_loop_start_cuts_repeated_blocks_after_their_first_occurrence():
 
 def decoding(words: list[str], prefix_words=0, avg_logprob=-0.3, no_speech_prob=0.1) -> Decoding:
     tokens = tuple((i,) for i in range(len(words)))
-    return Decoding(tuple(words), tokens, prefix_words, avg_logprob, no_speech_prob, hit_limit=False)
+    return Decoding(tuple(words), tokens, prefix_words, avg_logprob, no_speech_prob)
 
 
 def test_heard_words_drops_no_speech_decodes_and_loops():

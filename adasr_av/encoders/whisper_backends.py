@@ -29,7 +29,7 @@ BACKENDS = ("faster-whisper", "openai-whisper")
 MEL_FRAMES_PER_SECOND = 100  # Whisper's 10 ms hop
 # The encoder window is rounded up to whole 0.5 s: CTranslate2 keeps work buffers for every input
 # shape it has seen, so a window of any length in 10 ms steps grew the process by about 30 MB a
-# minute of streaming; 51 shapes from 5 s to 30 s keep it flat.
+# minute of streaming; at most 60 shapes up to 30 s keep it flat.
 WINDOW_BUCKET_FRAMES = 50
 MAX_WINDOW_FRAMES = 3000  # Whisper's 30 s
 
@@ -60,7 +60,6 @@ class Decoding:
     prefix_words: int  # how many of `words` are the forced prefix
     avg_logprob: float  # of the new tokens
     no_speech_prob: float
-    hit_limit: bool  # stopped at `max_new_tokens`, not by ending the text
 
     @property
     def new_words(self) -> tuple[str, ...]:
@@ -172,7 +171,6 @@ class FasterWhisperBackend:
         )[0]  # fmt: skip
         tokens = [t for t in result.sequences_ids[0] if t < tok.eot]  # the prefix, then new tokens
         new = len(tokens) - len(forced)
-        hit_limit = new >= max_new_tokens or len(start) + len(tokens) >= limit
         tokens = tokens[: len(forced) + max_new_tokens]
         words, word_tokens = split_words(tok, tokens)
         prefix_words = len(split_words(tok, forced)[0])
@@ -180,7 +178,6 @@ class FasterWhisperBackend:
             tuple(words), tuple(tuple(t) for t in word_tokens), prefix_words,
             avg_logprob=float(result.scores[0]) if new > 0 else 0.0,  # length penalty 1: the mean
             no_speech_prob=float(result.no_speech_prob),
-            hit_limit=hit_limit,
         )  # fmt: skip
 
     def align(self, encoded: Encoded, decoding: Decoding) -> list[Word]:
@@ -258,14 +255,10 @@ class OpenAIWhisperBackend:
         result = whisper.decode(self.model, encoded.output[1], options)[0]
         forced = self.tokenizer.encode(" " + prefix.strip()) if prefix.strip() else []
         new = [t for t in result.tokens if t < self.tokenizer.eot]
-        words, word_tokens = self.tokenizer.split_to_word_tokens(forced + new + [self.tokenizer.eot])
-        prefix_words = (
-            len(self.tokenizer.split_to_word_tokens(forced + [self.tokenizer.eot])[0]) - 1 if forced else 0
-        )
+        words, word_tokens = split_words(self.tokenizer, forced + new)
         return Decoding(
-            tuple(words[:-1]), tuple(tuple(t) for t in word_tokens[:-1]), prefix_words,
+            tuple(words), tuple(tuple(t) for t in word_tokens), len(split_words(self.tokenizer, forced)[0]),
             avg_logprob=float(result.avg_logprob), no_speech_prob=float(result.no_speech_prob),
-            hit_limit=len(new) >= max_new_tokens,
         )  # fmt: skip
 
     def align(self, encoded: Encoded, decoding: Decoding) -> list[Word]:
