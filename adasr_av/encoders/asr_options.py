@@ -52,7 +52,7 @@ class StreamingASROptions:
 
     def __post_init__(self):
         if self.policy not in POLICIES:
-            raise AdasrError(f"--asr-policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
+            raise AdasrError(f"ASR policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
         if self.min_step_seconds <= 0:
             raise AdasrError("--step must be positive")
         if not 0 < self.trim_seconds <= self.max_buffer_seconds <= 30:

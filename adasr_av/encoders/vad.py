@@ -29,11 +29,11 @@ class VADOptions:
 
     def __post_init__(self):
         if not 0 < self.threshold < 1:
-            raise AdasrError(f"--vad-threshold must be between 0 and 1, got {self.threshold}")
+            raise AdasrError(f"vad.threshold must be between 0 and 1, got {self.threshold}")
         if self.min_silence_s <= 0:
-            raise AdasrError(f"--vad-silence must be positive, got {self.min_silence_s}")
+            raise AdasrError(f"vad.min_silence_s must be positive, got {self.min_silence_s}")
         if self.speech_pad_s < 0:
-            raise AdasrError(f"--vad-pad must be at least 0, got {self.speech_pad_s}")
+            raise AdasrError(f"vad.speech_pad_s must be at least 0, got {self.speech_pad_s}")
 
 
 def _silero_session():
