@@ -69,7 +69,7 @@ class Spoken:
 
 
 def speak(index: int, rng: random.Random, voice_list: tuple[str, ...]) -> Spoken:
-    story = generate_story(1013, "test", index)
+    story = generate_story(1013, "valid", index)  # a seed of its own: not the reasoner's data
     voice, wpm = voice_list[index % len(voice_list)], rng.choice([130, 150, 170, 190])
     parts, spans, t = [np.zeros(seconds_to_samples(LEAD_S), np.float32)], [], LEAD_S
     for i, sentence in enumerate(story.sentences):
