@@ -9,6 +9,7 @@ unit), and null when no story has gold or no chunk got a unit (read-then-think w
 from __future__ import annotations
 
 import json
+import math
 import os
 import uuid
 from collections.abc import Iterable, Sequence
@@ -72,6 +73,7 @@ class EvalReport:
     max_lag_s: float  # the largest over all stories
     overflow_mean_s: float
     options: dict = field(default_factory=dict)
+    accuracy_interval: tuple[float, float] = (0.0, 1.0)  # Wilson 95 %
 
 
 def story_result(story_id: str, events: Sequence[Event], informative: Sequence[bool] | None) -> StoryResult:
@@ -105,6 +107,17 @@ def story_result(story_id: str, events: Sequence[Event], informative: Sequence[b
         violations=tuple(info["violations"]),
         runtime_closed=runtime_closed,
     )
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval of a rate (95 % by default): unlike the normal approximation it
+    stays inside [0, 1] and is honest at 0 or n successes and for small n."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -155,6 +168,7 @@ def summarise(
         max_lag_s=max(r.max_lag_s for r in results),
         overflow_mean_s=sum(r.overflow_s for r in results) / n,
         options=options or {},
+        accuracy_interval=wilson_interval(sum(r.correct for r in results), n),
     )
 
 
@@ -207,13 +221,14 @@ def report_table(report: EvalReport) -> Table:
     table = Table(title="adasr-av eval")
     table.add_column("metric")
     table.add_column("value", justify="right")
+    low, high = report.accuracy_interval
     rows = [
         ("model", report.model),
         ("data", report.data),
         ("mode", report.mode),
         ("clock", clock),
         ("stories", str(report.n)),
-        ("accuracy", _fmt(report.accuracy, ".3f")),
+        ("accuracy (95 % interval)", f"{report.accuracy:.3f} [{low:.3f}, {high:.3f}]"),
         ("format validity", _fmt(report.format_validity, ".3f")),
         ("mean streaming tokens", _fmt(report.mean_stream_tokens, ".1f")),
         ("mean deep tokens", _fmt(report.mean_deep_tokens, ".1f")),

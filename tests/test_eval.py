@@ -12,7 +12,7 @@ from adasr_av.cli import main
 from adasr_av.data.stories import generate_story
 from adasr_av.data.streamed import text_record
 from adasr_av.errors import AdasrError
-from adasr_av.evaluation import StoryResult, percentile, story_result, summarise
+from adasr_av.evaluation import StoryResult, percentile, story_result, summarise, wilson_interval
 from adasr_av.reasoner.scratch import build_model
 from adasr_av.sinks import chunk_record
 from adasr_av.timing import PAPER_PROFILE, CostModelClock, WallClock
@@ -255,3 +255,17 @@ def test_bad_input_is_one_line_and_nonzero(data, extra, message, dataset, tmp_pa
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("adasr-av: error: ")
     assert message.format(**fill) in err[0]
+
+
+def test_wilson_interval_matches_published_values():
+    """Wilson 95 % intervals as tabulated by Newcombe (1998, Table I): 81/263 -> 0.2553-0.3662,
+    15/148 -> 0.0624-0.1605, 0/20 -> 0-0.1611, 1/29 -> 0.0061-0.1718."""
+    for (k, n), (low, high) in {
+        (81, 263): (0.2553, 0.3662),
+        (15, 148): (0.0624, 0.1605),
+        (0, 20): (0.0, 0.1611),
+        (1, 29): (0.0061, 0.1718),
+    }.items():
+        got = wilson_interval(k, n)
+        assert got == pytest.approx((low, high), abs=6e-5), (k, n)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
