@@ -120,6 +120,15 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def mcnemar_p(b: int, c: int) -> float:
+    """Exact two-sided McNemar p-value: P(at least as uneven a split of b + c discordant pairs)."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(b, c) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """The q-th percentile, interpolating linearly between order statistics (numpy's default)."""
     return float(np.percentile(np.asarray(values, dtype=float), q))

@@ -12,7 +12,7 @@ from adasr_av.cli import main
 from adasr_av.data.stories import generate_story
 from adasr_av.data.streamed import text_record
 from adasr_av.errors import AdasrError
-from adasr_av.evaluation import StoryResult, percentile, story_result, summarise, wilson_interval
+from adasr_av.evaluation import StoryResult, mcnemar_p, percentile, story_result, summarise, wilson_interval
 from adasr_av.reasoner.scratch import build_model
 from adasr_av.sinks import chunk_record
 from adasr_av.timing import PAPER_PROFILE, CostModelClock, WallClock
@@ -269,3 +269,9 @@ def test_wilson_interval_matches_published_values():
         got = wilson_interval(k, n)
         assert got == pytest.approx((low, high), abs=6e-5), (k, n)
     assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_exact_mcnemar_is_the_two_sided_binomial_tail():
+    assert mcnemar_p(1, 9) == pytest.approx(2 * 11 / 1024)  # 2 * P(X <= 1), X ~ Bin(10, 1/2)
+    assert mcnemar_p(9, 1) == mcnemar_p(1, 9)
+    assert mcnemar_p(0, 5) == pytest.approx(2 / 32) and mcnemar_p(3, 3) == 1.0 and mcnemar_p(0, 0) == 1.0
