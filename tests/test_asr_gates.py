@@ -228,6 +228,11 @@ def test_heard_words_drops_no_speech_decodes_and_loops():
     # only the new words after the forced prefix are gated; a loop in them is cut
     prefix, home = as_words("Tom went"), as_words("home. home. home. home.")
     assert heard_words(decoding(prefix + home, prefix_words=2), options) == (" home.",)
+    # a loop that begins in the forced prefix: the committed words written again are dropped
+    said = as_words("Ruby lives 47 kilometres from the city.")
+    assert heard_words(decoding(said + said[2:], prefix_words=2), options) == tuple(said[2:])
+    assert heard_words(decoding(said[:2] + said[2:] + said, prefix_words=2), options) == tuple(said[2:])
+    assert loop_start(said + said[2:] + said, first=len(said)) == len(said)
     # a block too long for the loop search still compresses like a loop: heard as nothing
     long = as_words("The quick brown fox jumps over the lazy dog while the farmer sleeps under a tall tree.")
     assert loop_start(long * 3) is None

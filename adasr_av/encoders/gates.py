@@ -25,8 +25,10 @@ LONG_BLOCK = 4  # a block of this many words repeated once is a loop
 MAX_BLOCK = 12
 
 
-def loop_start(words: Sequence[str]) -> int | None:
-    """Index of the first repeat of a looping block of words (None: no loop)."""
+def loop_start(words: Sequence[str], first: int = 0) -> int | None:
+    """Index of the first repeat of a looping block of words that runs past index `first` (not
+    before `first`); None: no loop. A decode's loop may begin in its forced prefix (the words
+    already committed: "Ruby lives 47 kilometres from the city." committed, then written again)."""
     keys = [word_key(w) for w in words]
     n = len(keys)
     for i in range(n):
@@ -35,22 +37,20 @@ def loop_start(words: Sequence[str]) -> int | None:
             times = 1
             while keys[i + times * size : i + (times + 1) * size] == block:
                 times += 1
-            if times >= (2 if size >= LONG_BLOCK else 3) and any(block):
-                return i + size
+            if times >= (2 if size >= LONG_BLOCK else 3) and any(block) and i + times * size > first:
+                return max(i + size, first)
     return None
 
 
 def heard_words(decoding: Decoding, options: StreamingASROptions) -> tuple[str, ...]:
     """The new words of `decoding` that pass the gates (possibly none)."""
-    words = decoding.new_words
     if (
         decoding.no_speech_prob > options.no_speech_threshold
         and decoding.avg_logprob < options.logprob_threshold
     ):
         return ()
-    cut = loop_start(words)
-    if cut is not None:
-        words = words[:cut]
+    cut = loop_start(decoding.words, decoding.prefix_words)
+    words = decoding.words[decoding.prefix_words : cut]
     if get_compression_ratio("".join(words).strip()) > options.compression_ratio_threshold:
         return ()
     return tuple(words)
