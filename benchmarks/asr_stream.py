@@ -4,7 +4,9 @@ Speaks the project's stories (several eSpeak voices and the Piper neural voice w
 130-190 words per minute), one sentence at a time with pauses of 0.3-1.5 s between sentences and
 1.5 s of silence before and after, writes each story as a media file, streams it through the
 streaming ASR computation-aware (as if it arrived in real time; each step's compute delays its
-words), and transcribes the same audio offline in one call.
+words; `--unaware`: stream time stops while Whisper runs, so decodes fall at fixed points of the
+audio and the transcript does not depend on the machine), and transcribes the same audio offline
+in one call.
 
     python benchmarks/asr_stream.py [--minutes 3] [--step 1.0] [--model M] [--compare naive]
     python benchmarks/asr_stream.py --long-minutes 30   # one stream: is the per-step cost flat?
@@ -184,6 +186,11 @@ def main() -> None:
     parser.add_argument("--long-minutes", type=float, help="instead: one stream this long, cost by minute")
     parser.add_argument("--prompt-chars", type=int, default=StreamingASROptions.prompt_chars)
     parser.add_argument("--beam", type=int, default=5, help="beam size (faster-whisper)")
+    parser.add_argument(
+        "--unaware",
+        action="store_true",
+        help="stream time stops while Whisper runs (decodes at fixed points)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -196,7 +203,10 @@ def main() -> None:
     while speech_s < args.minutes * 60:
         spoken.append(speak(len(spoken), rng, voice_list))
         speech_s += sum(b - a for a, b in spoken[-1].spans)
-    options = StreamingASROptions(min_step_seconds=args.step, prompt_chars=args.prompt_chars)
+    aware = not args.unaware
+    options = StreamingASROptions(
+        min_step_seconds=args.step, prompt_chars=args.prompt_chars, computation_aware=aware
+    )
     if args.long_minutes:
         long_stream(spoken, args.long_minutes, backend, options)
         return
@@ -207,7 +217,10 @@ def main() -> None:
         ),
         *([Run("naive")] if args.compare else []),
     ]
-    policies = {"vad": options, "naive": StreamingASROptions.rolling(min_step_seconds=args.step)}
+    policies = {
+        "vad": options,
+        "naive": StreamingASROptions.rolling(min_step_seconds=args.step, computation_aware=aware),
+    }
     refs, offline = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for i, item in enumerate(spoken):
@@ -215,7 +228,8 @@ def main() -> None:
             refs.append(normalise(item.text))
             for run in runs:
                 run.add(stream(path, backend, policies[run.name], run.stats), item)
-            offline.append(normalise("".join(w.text for w in backend.transcribe(item.audio).words)))
+            heard = np.concatenate([c.samples for c in read_audio(path)])  # as decoded from the file
+            offline.append(normalise("".join(w.text for w in backend.transcribe(heard).words)))
             print(
                 f"{i:3d} {item.voice:<12} {item.wpm} wpm {len(item.audio) / SAMPLE_RATE:5.1f}s  "
                 f"{runs[0].hypotheses[-1][:70]}",
