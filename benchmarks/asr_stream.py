@@ -145,13 +145,18 @@ def stream(path: Path, backend, options: StreamingASROptions, stats: ASRStats) -
 
 
 def long_stream(spoken: list[Spoken], minutes: float, backend, options: StreamingASROptions) -> None:
-    """One stream of `minutes`, the stories over and over; compute per audio second, by minute."""
+    """One stream of `minutes`, the stories over and over; by minute, the compute per audio second
+    and the work behind it (encoder audio seconds, decoded tokens), which does not depend on how
+    fast the machine is at the time."""
     stats = ASRStats()
-    per_minute: list[float] = []
+    per_minute: list[tuple[float, float, int]] = []  # compute s, encoded audio s, decoded tokens
     total = minutes * 60
 
+    def totals() -> tuple[float, float, int]:
+        return stats.compute_s, stats.costs.encoded_audio_s, stats.costs.decoded_tokens
+
     def audio():
-        t, i, mark, compute_at_mark = 0.0, 0, 60.0, 0.0
+        t, i, mark, at_mark = 0.0, 0, 60.0, totals()
         while t < total:
             samples = spoken[i % len(spoken)].audio
             i += 1
@@ -160,21 +165,29 @@ def long_stream(spoken: list[Spoken], minutes: float, backend, options: Streamin
                 yield AudioChunk(piece, t, t + len(piece) / SAMPLE_RATE)
                 t += len(piece) / SAMPLE_RATE
                 if t >= mark:
-                    per_minute.append((stats.compute_s - compute_at_mark) / 60)
-                    compute_at_mark, mark = stats.compute_s, mark + 60
+                    now = totals()
+                    per_minute.append(tuple(x - y for x, y in zip(now, at_mark, strict=True)))
+                    at_mark, mark = now, mark + 60
                 if t >= total:
                     return
 
     started = time.perf_counter()
     words = sum(len(c.words) for c in transcribe_stream(audio(), backend, options, stats))
-    first, last = np.mean(per_minute[:5]), np.mean(per_minute[-5:])
+    rtf = [c / 60 for c, _, _ in per_minute]
+    first, last = np.mean(rtf[:5]), np.mean(rtf[-5:])
+    work_first = np.mean([e for _, e, _ in per_minute[:5]]), np.mean([n for _, _, n in per_minute[:5]])
+    work_last = np.mean([e for _, e, _ in per_minute[-5:]]), np.mean([n for _, _, n in per_minute[-5:]])
     print(
         f"{minutes:g} min stream: {words} words, {stats.steps} steps "
         f"in {time.perf_counter() - started:.0f} s wall"
     )
-    print("compute per audio second, by minute: " + " ".join(f"{x:.3f}" for x in per_minute))
+    print("compute per audio second, by minute: " + " ".join(f"{x:.3f}" for x in rtf))
+    print("encoder audio seconds, by minute: " + " ".join(f"{e:.0f}" for _, e, _ in per_minute))
+    print("decoded tokens, by minute: " + " ".join(str(n) for _, _, n in per_minute))
     print(f"RESULT minutes={minutes:g} rtf={stats.real_time_factor:.3f} rtf_first5={first:.3f} "
-          f"rtf_last5={last:.3f} last_vs_first={last / first:.3f}")  # fmt: skip
+          f"rtf_last5={last:.3f} last_vs_first={last / first:.3f} "
+          f"encoded_last_vs_first={work_last[0] / work_first[0]:.3f} "
+          f"tokens_last_vs_first={work_last[1] / work_first[1]:.3f}")  # fmt: skip
 
 
 def main() -> None:
