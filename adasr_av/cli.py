@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(evaluate)
     evaluate.add_argument("--data", type=Path, required=True, help="dataset JSON lines (adasr-av synth)")
     evaluate.add_argument("--limit", type=int, help="evaluate only the first N stories")
+    evaluate.add_argument(
+        "--errors", action="store_true", help="also count why each wrong story went wrong (error_analysis)"
+    )
     evaluate.add_argument("--out", type=Path, help="write the report and per-story results as JSON")
     _add_reasoner_args(evaluate, max_unit_tokens=96)
 
@@ -388,6 +391,10 @@ def cmd_eval(args) -> None:
         results, model=name, data=str(args.data), mode=args.mode, clock=clock, options=settings
     )
     Console().print(report_table(report))
+    if args.errors:
+        from adasr_av.error_analysis import cause_counts, causes_table
+
+        Console().print(causes_table(str(args.data), cause_counts(stories, results)))
     if args.out:
         save_evaluation(args.out, report, results)
         print(f"report written to {args.out}")

@@ -50,6 +50,8 @@ class StoryResult:
     reference: str | None
     violations: tuple[str, ...] = ()
     runtime_closed: int = 0
+    thoughts: tuple[str, ...] = ()  # the streaming units that thought, in order (error analysis)
+    deep: str = ""  # the deep reasoning before the answer
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,8 @@ def story_result(story_id: str, events: Sequence[Event], informative: Sequence[b
         reference=info.get("reference"),
         violations=tuple(info["violations"]),
         runtime_closed=runtime_closed,
+        thoughts=tuple(e.text for e in events if e.type == "think"),
+        deep=" ".join(e.text for e in events if e.type == "deep"),
     )
 
 

@@ -34,7 +34,6 @@ import numpy as np
 from tqdm import tqdm
 
 from adasr_av.data.dataset import parse_record
-from adasr_av.data.speech_mode import SENTENCE_PAUSE_S
 from adasr_av.data.stories import Story, generate_long_story
 from adasr_av.data.streamed import text_record
 from adasr_av.data.tts import synthesize
@@ -57,6 +56,9 @@ def rss_mb() -> float:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
+PAUSE_S = 0.35  # silence between the spoken sentences
+
+
 def text_chunks(story: Story) -> Iterator[TextChunk]:
     yield from parse_record(text_record(story), story.id).chunks
 
@@ -65,7 +67,7 @@ def spoken_blocks(story: Story) -> Iterator[AudioChunk]:
     """The story spoken by eSpeak (en-us, 150 wpm) sentence by sentence, as the audio blocks a
     live source would deliver: only the sentence being spoken is in memory."""
     chunker = Chunker()
-    pause = np.zeros(seconds_to_samples(SENTENCE_PAUSE_S), dtype=np.float32)
+    pause = np.zeros(seconds_to_samples(PAUSE_S), dtype=np.float32)
     for i, sentence in enumerate(story.sentences):
         speech = synthesize(sentence.text, "en-us", 150)
         yield from chunker.push(np.concatenate([pause, speech]) if i else speech)

@@ -30,7 +30,7 @@ from adasr_av.reasoner.protocol import (
 )
 
 QUESTION = "How many apples does Tom have?"
-CHUNK_TEXTS = ["Tom has five apples.", "The sky is blue.", "He buys one more."]
+CHUNK_TEXTS = ["Tom has 5 apples.", "The sky is blue.", "He buys 1 more."]  # as normalised
 
 Q = question_span(QUESTION)
 C0, C1, C2 = (chunk_span(t) for t in CHUNK_TEXTS)
@@ -60,7 +60,7 @@ def test_span_builders_write_the_exact_protocol_text():
     assert question_span("  Why?  ", instruction="Listen.\n") == "Listen.\nWhy?<|question_end|>"
     assert question_span("Why?") == DEFAULT_INSTRUCTION + "Why?<|question_end|>"
     assert question_span("") == DEFAULT_INSTRUCTION + "<|question_end|>"
-    assert chunk_span("  Tom has five apples. ") == "Tom has five apples.<|chunk_end|>"
+    assert chunk_span("  Tom has five apples. ") == "Tom has 5 apples.<|chunk_end|>"  # normalised
     assert thought_unit(" Tom has 5.\n") == "Tom has 5.<|think_end|>"
     assert skip_unit() == "<|skip|>"
     assert stream_end_span() == "<|stream_end|>"

@@ -27,24 +27,27 @@ from adasr_av.types import TextChunk
 # tts.VOICES's en-gb-scotland+f4 made it hallucinate (WER > 2), which is noise, not ASR errors.
 SPEECH_VOICES = ("en-us", "en-us+f3", "en+m7", "en-gb-x-rp")
 SPEECH_WPM_RANGE = (130, 190)  # eSpeak's nominal words per minute, drawn uniformly per story
-SENTENCE_PAUSE_S = 0.35  # silence between sentences: a natural break that the ASR can hear
+PAUSE_RANGE_S = (0.2, 1.2)  # silence between sentences, drawn per story: from run-on speech to slow reading
 
 
 @dataclass(frozen=True)
 class Speaker:
     voice: str
     words_per_minute: int
+    pause_s: float
 
 
 def draw_speaker(seed: int, story_id: str, voices: Sequence[str]) -> Speaker:
     """The voice and rate of one story: fixed by (seed, story id), independent of run order."""
     rng = random.Random(f"{seed}:{story_id}:speech")
-    return Speaker(rng.choice(list(voices)), rng.randint(*SPEECH_WPM_RANGE))
+    return Speaker(
+        rng.choice(list(voices)), rng.randint(*SPEECH_WPM_RANGE), round(rng.uniform(*PAUSE_RANGE_S), 2)
+    )
 
 
 def speak_story(story: Story, speaker: Speaker) -> tuple[np.ndarray, list[tuple[float, float]]]:
     """16 kHz samples of the whole story and the (start, end) seconds of each sentence in them."""
-    pause = np.zeros(seconds_to_samples(SENTENCE_PAUSE_S), dtype=np.float32)
+    pause = np.zeros(seconds_to_samples(speaker.pause_s), dtype=np.float32)
     parts, spans, offset = [], [], 0
     for i, sentence in enumerate(story.sentences):
         if i:
@@ -96,6 +99,7 @@ def speech_record(
         "mode": "speech",
         "voice": speaker.voice,
         "words_per_minute": speaker.words_per_minute,
+        "pause_s": speaker.pause_s,
         "audio": audio,
         "sentence_times": [[round(start, 3), round(end, 3)] for start, end in spans],
         "chunks": [chunk_record(chunk) | g for chunk, g in zip(chunks, gold, strict=True)],

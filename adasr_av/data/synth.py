@@ -27,9 +27,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from adasr_av.data import espeak
+from adasr_av.data import espeak, piper
 from adasr_av.data.speech_mode import (
-    SENTENCE_PAUSE_S,
+    PAUSE_RANGE_S,
     SPEECH_VOICES,
     SPEECH_WPM_RANGE,
     draw_speaker,
@@ -72,7 +72,7 @@ class SynthOptions:
             "seed": self.seed,
             "voices": list(self.voices),
             "words_per_minute_range": list(SPEECH_WPM_RANGE),
-            "sentence_pause_s": SENTENCE_PAUSE_S,
+            "sentence_pause_s": list(PAUSE_RANGE_S),
             "asr": ASR_MODEL,
             "asr_policy": StreamingASROptions.policy,
             "asr_step_s": self.asr_step_s,
@@ -103,6 +103,10 @@ def check_options(options: SynthOptions) -> None:
     if not options.voices:
         raise AdasrError(f"no voice given (the default ones: {', '.join(SPEECH_VOICES)})")
     for voice in options.voices:
+        if voice.startswith(piper.PREFIX):
+            if voice not in piper.VOICES:
+                raise AdasrError(f"unknown Piper voice {voice!r} (Piper voices: {', '.join(piper.VOICES)})")
+            continue
         try:
             espeak.check_voice(voice)
         except AdasrError as err:

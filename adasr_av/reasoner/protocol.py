@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from adasr_av.reasoner.answer import extract_boxed
+from adasr_av.reasoner.normalize import normalize_text
 
 QUESTION_END = "<|question_end|>"
 CHUNK_END = "<|chunk_end|>"
@@ -92,13 +93,14 @@ class ProtocolIds:
 
 def question_span(question: str, instruction: str = DEFAULT_INSTRUCTION) -> str:
     """Environment span that opens every stream; the question may be empty."""
-    return f"{instruction}{question.strip()}{QUESTION_END}"
+    return f"{instruction}{normalize_text(question)}{QUESTION_END}"
 
 
 def chunk_span(text: str, lag_s: float | None = None) -> str:
-    """Environment span of one chunk; `lag_s` (HRPO's optional hint) says how long it waited."""
+    """Environment span of one chunk, its text in the one written form (`normalize_text`);
+    `lag_s` (HRPO's optional hint) says how long it waited."""
     hint = f" (lag {lag_s:.1f} s)" if lag_s is not None else ""
-    return f"{text.strip()}{hint}{CHUNK_END}"
+    return f"{normalize_text(text)}{hint}{CHUNK_END}"
 
 
 def stream_end_span() -> str:

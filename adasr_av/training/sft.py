@@ -18,6 +18,7 @@ from typing import Literal
 
 import torch
 
+from adasr_av.data.asr_channel import ASRChannel, apply_channel
 from adasr_av.data.dataset import StreamedStory, read_dataset
 from adasr_av.data.teacher import Style, gold_spans
 from adasr_av.errors import AdasrError
@@ -51,6 +52,8 @@ class DataConfig:
     mode: Literal["streaming", "read-then-think"] = "streaming"
     adaptive_fraction: float = 0.0  # share of stories taught in the adaptive style (skips, short deep)
     merge_prob: float = 0.0  # chance to join neighbouring chunks, as streaming ASR does
+    asr_channel: str | None = None  # a measured ASR channel (JSON, asr_channel.ASRChannel) ...
+    channel_fraction: float = 0.0  # ... that this share of the stories goes through instead of merging
     max_stories: int = 0  # 0: all
     valid_stories: int = 200
 
@@ -97,10 +100,17 @@ def load_stories(path: str, limit: int = 0) -> list[StreamedStory]:
 
 
 def build_examples(tokenizer, stories: list[StreamedStory], data: DataConfig, seed: int) -> list[Example]:
+    channel = ASRChannel.load(data.asr_channel) if data.asr_channel else None
+    if channel is None and data.channel_fraction > 0:
+        raise AdasrError("config: 'data.channel_fraction' needs 'data.asr_channel'")
     examples = []
     for i, story in enumerate(stories):
         style = story_style(seed, i, data.adaptive_fraction)
-        story = merge_chunks(story, random.Random(f"merge:{seed}:{i}"), data.merge_prob)
+        rng = random.Random(f"merge:{seed}:{i}")
+        if channel is not None and rng.random() < data.channel_fraction:
+            story = apply_channel(story, channel, rng)
+        else:
+            story = merge_chunks(story, rng, data.merge_prob)
         examples.append(encode_story(tokenizer, story, style, data.mode))
     return examples
 
