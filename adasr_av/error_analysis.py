@@ -29,7 +29,7 @@ CAUSES = ("format", "asr", "segmentation", "holder", "arithmetic", "other")
 
 _EQUATION = re.compile(r"(\d+) ([-+×÷*/]) (\d+) = (\d+)")
 _HOLDER = re.compile(r"([A-Z][A-Za-z]*(?: [A-Z][A-Za-z]*)?) =")
-_NAME = re.compile(r"\b[A-Z][a-z]+\b")
+_WORDS = re.compile(r"[a-z']+|\d+")
 
 
 def wrong_sums(text: str) -> list[str]:
@@ -45,16 +45,23 @@ def wrong_sums(text: str) -> list[str]:
     return wrong
 
 
-def story_keys(story: StreamedStory) -> tuple[set[str], set[str]]:
-    """The numbers and holder names the story's informative sentences say (normalised)."""
-    numbers, names = set(), set()
-    for sentence in story.record.get("sentences", []):
-        if sentence.get("role") == "distractor":
-            continue
-        numbers.update(re.findall(r"\d+", normalize_text(sentence["text"])))
-        names.update(_HOLDER.findall(sentence.get("thought", "")))
-    names.discard("rate")
-    return numbers, {n for n in names if n[0].isupper()}
+def story_keys(story: StreamedStory) -> Counter[str]:
+    """The numbers and holder-name words the story's informative sentences say, with how often
+    (normalised, names in lower case)."""
+    sentences = [s for s in story.record.get("sentences", []) if s.get("role") != "distractor"]
+    names = {
+        word.lower()
+        for s in sentences
+        for holder in _HOLDER.findall(s.get("thought", ""))
+        if holder != "rate"
+        for word in holder.split()
+    }
+    keys: Counter[str] = Counter()
+    for sentence in sentences:
+        keys.update(
+            w for w in _WORDS.findall(normalize_text(sentence["text"]).lower()) if w.isdigit() or w in names
+        )
+    return keys
 
 
 def classify(story: StreamedStory, result: StoryResult) -> str | None:
@@ -63,19 +70,15 @@ def classify(story: StreamedStory, result: StoryResult) -> str | None:
         return None
     if not result.valid or result.answer in (None, ""):
         return "format"
-    heard = normalize_text(" ".join(c.text for c in story.chunks))
-    numbers, names = story_keys(story)
-    heard_numbers = set(re.findall(r"\d+", heard))
-    heard_words = set(re.findall(r"[A-Za-z]+", heard.lower()))
-    if not numbers <= heard_numbers or any(
-        word.lower() not in heard_words for name in names for word in name.split()
-    ):
+    heard = Counter(_WORDS.findall(normalize_text(" ".join(c.text for c in story.chunks)).lower()))
+    if story_keys(story) - heard:  # a number or name said more often than it was heard
         return "asr"
     if "sentences" in story.record and _segmented(story):
         return "segmentation"
     written = " ".join((*result.thoughts, result.deep))
+    holders = {h for s in story.record.get("sentences", []) for h in _HOLDER.findall(s.get("thought", ""))}
     thought_names = {n for n in _HOLDER.findall(written) if n != "rate"}
-    if names and any(name not in names for name in thought_names):
+    if holders and thought_names - holders - {"rate"}:
         return "holder"
     if wrong_sums(written):
         return "arithmetic"
