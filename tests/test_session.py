@@ -7,6 +7,7 @@ import torch
 from conftest import CHUNKS, DEEP, QUESTION
 
 from adasr_av.errors import AdasrError
+from adasr_av.reasoner.normalize import normalize_text
 from adasr_av.reasoner.protocol import ProtocolIds, parse_stream
 from adasr_av.reasoner.sampling import SamplingOptions
 from adasr_av.reasoner.scratch import build_model
@@ -132,7 +133,7 @@ def test_read_then_think_reads_everything_first(trained_model, tokenizer):
     end = reasoner.sequence.index(stream_end)
     assert all(s.role == "env" for s in reasoner.spans if s.start < end)
     parsed = parse_stream(reasoner.text, "read-then-think")
-    assert parsed.chunks == [c.text for c in CHUNKS] and parsed.units == []
+    assert parsed.chunks == [normalize_text(c.text) for c in CHUNKS] and parsed.units == []
 
 
 def test_event_times_follow_the_cost_model(trained_model, tokenizer):
