@@ -150,7 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", type=Path, required=True, help="folder for <split>.jsonl (and audio/)")
     synth.add_argument("--splits", default="train,valid,test,ood", help="comma-separated splits")
     synth.add_argument("--workers", type=int, help="speech mode: processes (default: CPU count)")
-    synth.add_argument("--voices", help="speech mode: comma-separated eSpeak NG voices (default: 4 English)")
+    synth.add_argument(
+        "--voices", help="speech mode: comma-separated voices, eSpeak NG or piper:joe (default: 4 eSpeak)"
+    )
+    synth.add_argument(
+        "--wording",
+        choices=("templates", "broad"),
+        help="the generator's fixed templates (default), or broad: thousands of names, many nouns and forms",
+    )
     synth.add_argument("--wpm", type=float, help="text mode: words per minute (default: 150)")
     synth.add_argument("--step", type=float, help="speech mode: seconds of new audio per Whisper step")
     synth.add_argument("--aware", action="store_true", help="speech mode: computation-aware ASR timing")
@@ -549,6 +556,7 @@ def cmd_synth(args) -> None:
         "words_per_minute": args.wpm,
         "asr_step_s": args.step,
         "computation_aware": args.aware,
+        "wording": args.wording,
     }
     options = SynthOptions(args.mode, **{key: value for key, value in given.items() if value is not None})
     summary = run_synth(options, args.out, progress=not args.no_progress)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from num2words import num2words
@@ -13,6 +15,7 @@ from adasr_av.data.domains import HELD_OUT_DOMAIN, TRAIN_DOMAINS
 from adasr_av.data.stories import MAX_VALUE, generate_story, multiply
 from adasr_av.data.streamed import text_record
 from adasr_av.data.teacher import NO_CHANGE, gold_spans
+from adasr_av.data.wording import ITEMS, person_names
 from adasr_av.reasoner.protocol import SKIP, parse_stream, validate_stream
 
 N = 600
@@ -153,3 +156,41 @@ def test_uniform_recaps_and_adaptive_is_short(stories):
     uniform = parse_stream("".join(t for _, t in gold_spans(story, "uniform")))
     adaptive = parse_stream("".join(t for _, t in gold_spans(story, "adaptive")))
     assert uniform.deep.startswith(stories[0].recap) and adaptive.deep == stories[0].final
+
+
+# --- broad wording --------------------------------------------------------------------------------
+
+
+def test_the_default_wording_is_the_one_the_demo_records_were_made_with():
+    # demos/media/wages.json was written by the generator before the broad wording existed
+    record = json.loads((Path(__file__).parent.parent / "demos/media/wages.json").read_text())
+    assert generate_story(record["seed"], "test", 10).text == record["text"]
+    with pytest.raises(ValueError, match="unknown wording"):
+        generate_story(0, "train", 0, "slang")
+
+
+def test_broad_wording_draws_names_nouns_and_forms_widely():
+    names = person_names()
+    assert len(names) >= 2000 and set(names.values()) == {"he", "she"}
+    broad = [generate_story(7, "train", i, "broad") for i in range(N)]
+    holders = {h for s in broad for x in s.sentences for h in re.findall(r"([A-Z][a-z]+) =", x.thought)}
+    assert len(holders) >= 300  # two stories in a hundred share a name at most, not one in four
+    nouns = {n for s in broad for n in ITEMS.get(s.domain, ()) if f" {n}" in s.text}
+    assert len(nouns) >= 30
+    questions = Counter(re.sub(r"[A-Z][a-z]+", "X", s.question.split(" have")[0]) for s in broad)
+    assert len(questions) >= 10
+    vehicle = re.compile(r"(\w+ (?:bus|van|train|tram|ferry|coach|minibus|boat)) =")
+    vehicles = {h for s in broad if s.domain == "travel" for h in vehicle.findall(s.recap)}
+    assert len(vehicles) >= 30  # of the 80 colours and kinds
+
+
+def test_broad_stories_keep_the_gold_exact():
+    broad = [generate_story(7, "train", i, "broad") for i in range(N)]
+    for story in broad:
+        state = _replay(story)
+        recap = dict(part.split(" = ") for part in story.recap.split(", "))
+        assert {k: int(v) for k, v in recap.items()} == state, story.id
+        assert _check_chain(story.final.split(" = ", 1)[1]) == story.answer, story.id
+    # a person is "he" or "she" after a sentence about them, never "it"
+    people = [s for s in broad if s.domain != "travel"]
+    assert not any(x.text.startswith("It ") for s in people for x in s.sentences if x.role == "state")

@@ -26,10 +26,13 @@ from adasr_av.data.domains import (
     TRAIN_DOMAINS,
     Domain,
 )
+from adasr_av.data.wording import broaden, person_names, pronoun_of
 from adasr_av.timing import DEFAULT_WORDS_PER_MINUTE, SECONDS_PER_MINUTE, speech_seconds
 
 Role = Literal["state", "distractor", "question"]
 QuestionPosition = Literal["first", "last", "prompt"]
+Wording = Literal["templates", "broad"]
+WORDINGS = ("templates", "broad")
 SPLITS = ("train", "valid", "test", "ood")
 MAX_VALUE = 2000  # answers and states never exceed this
 MAX_AMOUNT = 100  # amounts said in a sentence
@@ -194,8 +197,12 @@ class _Simulation:
         self.drafts.append(_Draft(kind, self.template(kind), thought, holder, other, n, k))
 
 
-def _holders(rng: random.Random, domain: Domain, count: int) -> list[str]:
-    pool = list(domain.holders) if domain.holders else list(PEOPLE)
+def _people(wording: Wording) -> list[str]:
+    return list(person_names()) if wording == "broad" else list(PEOPLE)
+
+
+def _holders(rng: random.Random, domain: Domain, count: int, wording: Wording = "templates") -> list[str]:
+    pool = list(domain.holders) if domain.holders else _people(wording)
     return rng.sample(pool, count)
 
 
@@ -213,7 +220,7 @@ def _say(rng: random.Random, n: int, words_p: float) -> str:
 
 
 def _pronoun(holder: str) -> str:
-    return PEOPLE.get(holder, "it")
+    return PEOPLE.get(holder) or pronoun_of(holder)
 
 
 def _render(rng: random.Random, domain: Domain, draft: _Draft, previous_holder: str | None) -> str:
@@ -238,11 +245,13 @@ def _render(rng: random.Random, domain: Domain, draft: _Draft, previous_holder: 
     return text[0].upper() + text[1:]
 
 
-def _distractor(rng: random.Random, domain: Domain, holders: list[str]) -> _Draft:
+def _distractor(
+    rng: random.Random, domain: Domain, holders: list[str], wording: Wording = "templates"
+) -> _Draft:
     template = rng.choice(domain.distractors + COMMON_DISTRACTORS)
     holder = rng.choice(holders)
     if domain.holders and template in COMMON_DISTRACTORS:
-        holder = rng.choice(list(PEOPLE))  # "{P} is 12 years old" is about a person
+        holder = rng.choice(_people(wording))  # "{P} is 12 years old" is about a person
     return _Draft("distractor", template, "", holder, n=rng.randint(2, MAX_AMOUNT), k=rng.randint(2, 12))
 
 
@@ -271,17 +280,21 @@ def _question(rng: random.Random, sim: _Simulation, position: QuestionPosition) 
     return _Draft("question", template, thought, a, b), answer, final
 
 
-def generate_story(seed: int, split: str = "train", index: int = 0) -> Story:
-    """One story; the same (seed, split, index) always gives the same story.
+def generate_story(seed: int, split: str = "train", index: int = 0, wording: Wording = "templates") -> Story:
+    """One story; the same (seed, split, index, wording) always gives the same story.
 
-    `ood` stories come from the held-out domain, or are longer (13 to 16 sentences).
+    `ood` stories come from the held-out domain, or are longer (13 to 16 sentences). `wording`
+    "broad" draws names, nouns, phrasings and question forms from `wording.py`'s lists; the
+    default keeps the fixed templates the bundled models were trained on.
     """
+    if wording not in WORDINGS:
+        raise ValueError(f"unknown wording {wording!r} (use {', '.join(WORDINGS)})")
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r} (use {', '.join(SPLITS)})")
     rng = random.Random(f"{seed}:{split}:{index}")
     longer = split == "ood" and rng.random() < 0.5
     name = HELD_OUT_DOMAIN if split == "ood" and not longer else rng.choice(TRAIN_DOMAINS)
-    domain = DOMAINS[name]
+    domain = broaden(DOMAINS[name], rng) if wording == "broad" else DOMAINS[name]
     n_total = rng.randint(13, 16) if longer else rng.randint(3, 12)
     position: QuestionPosition = rng.choices(("first", "last", "prompt"), (0.4, 0.4, 0.2))[0]
     n_spoken = n_total - 1 if position != "prompt" else n_total  # sentences besides the question
@@ -289,7 +302,7 @@ def generate_story(seed: int, split: str = "train", index: int = 0) -> Story:
     n_distractors = rng.randint(0, min(3, n_spoken - n_holders))
     slots = n_spoken - n_holders - n_distractors
 
-    holders = _holders(rng, domain, n_holders)
+    holders = _holders(rng, domain, n_holders, wording)
     sim = _Simulation(rng, domain, holders)
     sim.init(holders[0])
     waiting = holders[1:]
@@ -302,7 +315,7 @@ def generate_story(seed: int, split: str = "train", index: int = 0) -> Story:
         slots -= 2 if kind == "rate" else 1
     drafts = sim.drafts
     for _ in range(n_distractors):
-        drafts.insert(rng.randint(0, len(drafts)), _distractor(rng, domain, holders))
+        drafts.insert(rng.randint(0, len(drafts)), _distractor(rng, domain, holders, wording))
     question, answer, final = _question(rng, sim, position)
     if position == "first":
         drafts.insert(0, question)

@@ -37,7 +37,7 @@ from adasr_av.data.speech_mode import (
     speech_record,
     transcribe_samples,
 )
-from adasr_av.data.stories import SPLITS, generate_story
+from adasr_av.data.stories import SPLITS, WORDINGS, generate_story
 from adasr_av.data.streamed import text_record
 from adasr_av.data.tts import write_audio
 from adasr_av.encoders.streaming_asr import StreamingASROptions
@@ -62,12 +62,14 @@ class SynthOptions:
     words_per_minute: float = DEFAULT_WORDS_PER_MINUTE  # text mode
     asr_step_s: float = 1.0  # speech mode: new audio per Whisper step
     computation_aware: bool = False  # speech mode: False keeps t_emit independent of machine load
+    wording: str = "templates"  # the generator's wording: the fixed templates, or "broad" (wording.py)
 
     def content(self) -> dict:
         """The settings that decide what a record holds (n, splits and workers do not)."""
         if self.mode == "text":
-            return {"mode": "text", "seed": self.seed, "words_per_minute": self.words_per_minute}
-        return {
+            text = {"mode": "text", "seed": self.seed, "words_per_minute": self.words_per_minute}
+            return text | self._wording()
+        return self._wording() | {
             "mode": "speech",
             "seed": self.seed,
             "voices": list(self.voices),
@@ -78,6 +80,10 @@ class SynthOptions:
             "asr_step_s": self.asr_step_s,
             "computation_aware": self.computation_aware,
         }
+
+    def _wording(self) -> dict:
+        """Only a broad wording is named, so folders made before it existed still match."""
+        return {"wording": self.wording} if self.wording != "templates" else {}
 
 
 @dataclass
@@ -111,6 +117,8 @@ def check_options(options: SynthOptions) -> None:
             espeak.check_voice(voice)
         except AdasrError as err:
             raise AdasrError(f"{err}; the default voices: {', '.join(SPEECH_VOICES)}") from None
+    if options.wording not in WORDINGS:
+        raise AdasrError(f"unknown wording {options.wording!r} (use {', '.join(WORDINGS)})")
     if options.words_per_minute <= 0:
         raise AdasrError(f"words per minute must be positive, got {options.words_per_minute}")
     if options.asr_step_s <= 0:
@@ -213,7 +221,8 @@ def run_synth(options: SynthOptions, out: str | Path, progress: bool = True) -> 
 def _text_items(options: SynthOptions, todo: list[tuple[str, int]]) -> Iterator[tuple[dict, float]]:
     for split, index in todo:
         started = time.perf_counter()
-        record = text_record(generate_story(options.seed, split, index), options.words_per_minute)
+        story = generate_story(options.seed, split, index, options.wording)
+        record = text_record(story, options.words_per_minute)
         yield record, time.perf_counter() - started
 
 
@@ -260,7 +269,7 @@ def _speech_item(task: tuple[str, int]) -> tuple[dict, float]:
     if "backend" not in _worker:  # loaded here, not in the initializer: a failure then reaches the parent
         _worker["backend"] = FasterWhisperBackend(None, cpu_threads=_worker["threads"])
     split, index = task
-    story = generate_story(options.seed, split, index)
+    story = generate_story(options.seed, split, index, options.wording)
     speaker = draw_speaker(options.seed, story.id, options.voices)
     samples, spans = speak_story(story, speaker)
     audio = f"{AUDIO_FOLDER}/{story.id}.wav"
