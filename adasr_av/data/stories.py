@@ -162,6 +162,10 @@ class _Simulation:
             holder = rng.choice(givers)
             other = rng.choice([h for h in state if h != holder])
             s, t = state[holder], state[other]
+            if (
+                t == MAX_VALUE
+            ):  # the receiver is full (drawn after the giver, so other stories stay as they were)
+                return self.op("remove")
             n = rng.randint(1, min(MAX_AMOUNT, s, MAX_VALUE - t))
             state[holder], state[other] = s - n, t + n
             thought = self._update((holder, other), (f"{s} - {n} = {s - n}", f"{t} + {n} = {t + n}"))
