@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -239,3 +240,20 @@ def test_sft_unknown_config_key(tmp_path, capsys):
     path.write_text("[train]\nlearning_rate = 1\n")
     assert main(["train", "sft", "--config", str(path)]) == 1
     assert "unknown key 'train.learning_rate'" in capsys.readouterr().err
+
+
+def test_sft_stories_longer_than_the_model_are_an_error_or_skipped(data_dir, capsys):
+    """A model of 160 positions against stories of up to about 600 tokens: one clear line, or,
+    with data.skip_too_long, a run on the stories that fit that says how many it dropped."""
+    small = ["--set", "model.max_positions=160"]
+    config = _config(data_dir, "short-positions", 2)
+    assert main(["train", "sft", "--config", config, "--no-progress", *small]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "the model takes 160" in err and "skip_too_long" in err
+    config = _config(data_dir, "short-skipped", 2)
+    args = [*small, "--set", "data.skip_too_long=true"]
+    assert main(["train", "sft", "--config", config, "--no-progress", *args]) == 0
+    said = re.search(r"(\d+) stories longer than 160 tokens skipped", capsys.readouterr().out)
+    dropped = int(said.group(1))
+    assert 0 < dropped < 64
+    assert (data_dir / "short-skipped" / "final" / "config.json").is_file()

@@ -55,6 +55,7 @@ class DataConfig:
     asr_channel: str | None = None  # a measured ASR channel (JSON, asr_channel.ASRChannel) ...
     channel_fraction: float = 0.0  # ... that this share of the stories goes through instead of merging
     max_stories: int = 0  # 0: all
+    skip_too_long: bool = False  # drop stories longer than the model's positions (else an error)
     valid_stories: int = 200
 
 
@@ -219,10 +220,17 @@ def train_sft(config: SFTConfig, progress: bool = True) -> Path:
     valid = (
         build_examples(tokenizer, load_stories(d.valid, d.valid_stories), d, t.seed + 1) if d.valid else []
     )
-    too_long = max(len(e) for e in examples)
     limit = getattr(model.config, "max_position_embeddings", None)
+    if limit and d.skip_too_long:
+        kept = [e for e in examples if len(e) <= limit]
+        accelerator.print(f"adasr-av: {len(examples) - len(kept)} stories longer than {limit} tokens skipped")
+        examples, valid = kept, [e for e in valid if len(e) <= limit]
+    too_long = max(len(e) for e in examples)
     if limit and too_long > limit:
-        raise AdasrError(f"dataset {d.train}: a sequence has {too_long} tokens, the model takes {limit}")
+        raise AdasrError(
+            f"dataset {d.train}: a sequence has {too_long} tokens, the model takes {limit} "
+            "(data.skip_too_long = true drops such stories)"
+        )
 
     batches_per_epoch = math.ceil(len(examples) / t.batch_size)
     steps_per_epoch = batches_per_epoch // (t.grad_accum * accelerator.num_processes)
