@@ -1,6 +1,9 @@
 """Two `adasr-av eval --out` reports on the same stories, compared pairwise.
 
-    python training/tiny/compare_evals.py BEFORE.json AFTER.json
+    python training/tiny/compare_evals.py BEFORE.json AFTER.json [--also BEFORE2 AFTER2 ...]
+
+`--also` pools more pairs of reports (other datasets, the same two models) into one comparison;
+a story is then keyed by its pair as well as its id, since ids repeat across datasets.
 
 Prints each accuracy on the stories both reports hold, with its Wilson 95 % interval, the
 discordant pairs (right only before, right only after) and the exact McNemar p-value (two-sided
@@ -18,16 +21,22 @@ from pathlib import Path
 from adasr_av.evaluation import mcnemar_p, wilson_interval
 
 
-def correct_by_story(path: Path) -> dict[str, bool]:
-    return {s["id"]: bool(s["correct"]) for s in json.loads(path.read_text())["stories"]}
+def correct_by_story(path: Path, pair: int = 0) -> dict[tuple[int, str], bool]:
+    return {(pair, s["id"]): bool(s["correct"]) for s in json.loads(path.read_text())["stories"]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("before", type=Path)
     parser.add_argument("after", type=Path)
+    parser.add_argument(
+        "--also", nargs=2, type=Path, action="append", default=[], metavar=("BEFORE", "AFTER")
+    )
     args = parser.parse_args()
     before, after = correct_by_story(args.before), correct_by_story(args.after)
+    for pair, (more_before, more_after) in enumerate(args.also, start=1):
+        before |= correct_by_story(more_before, pair)
+        after |= correct_by_story(more_after, pair)
     common = sorted(before.keys() & after.keys())
     left_out = len(before.keys() ^ after.keys())
     n = len(common)
