@@ -275,3 +275,25 @@ def test_exact_mcnemar_is_the_two_sided_binomial_tail():
     assert mcnemar_p(1, 9) == pytest.approx(2 * 11 / 1024)  # 2 * P(X <= 1), X ~ Bin(10, 1/2)
     assert mcnemar_p(9, 1) == mcnemar_p(1, 9)
     assert mcnemar_p(0, 5) == pytest.approx(2 / 32) and mcnemar_p(3, 3) == 1.0 and mcnemar_p(0, 0) == 1.0
+
+
+def test_compare_evals_pools_datasets_whose_story_ids_repeat(tmp_path):
+    """Two datasets both holding a story "s0": pooled, they are two stories, not one."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    def report(name, correct):
+        path = tmp_path / f"{name}.json"
+        stories = [{"id": f"s{i}", "correct": c} for i, c in enumerate(correct)]
+        path.write_text(json.dumps({"report": {}, "stories": stories}))
+        return str(path)
+
+    a1, b1 = report("a1", [True, False, False]), report("b1", [True, True, True])
+    a2, b2 = report("a2", [False, False]), report("b2", [True, True])
+    script = Path(__file__).resolve().parent.parent / "training/tiny/compare_evals.py"
+    out = subprocess.run(
+        [sys.executable, str(script), a1, b1, "--also", a2, b2], capture_output=True, text=True, check=True
+    ).stdout
+    # 5 stories; right only after: 2 + 2 = 4, exact two-sided binomial p = 2 / 2**4
+    assert out.splitlines()[-1] == "RESULT n=5 before=0.200 after=1.000 only_before=0 only_after=4 p=0.125"
