@@ -21,15 +21,13 @@ from collections.abc import Sequence
 
 from rich.table import Table
 
-from adasr_av.data.dataset import StreamedStory
+from adasr_av.data.dataset import StreamedStory, holder_names, holders_in
 from adasr_av.evaluation import StoryResult
-from adasr_av.reasoner.normalize import normalize_text
+from adasr_av.reasoner.normalize import normalized_words
 
 CAUSES = ("format", "asr", "segmentation", "holder", "arithmetic", "other")
 
 _EQUATION = re.compile(r"(\d+) ([-+×÷*/]) (\d+) = (\d+)")
-_HOLDER = re.compile(r"([A-Z][A-Za-z]*(?: [A-Z][A-Za-z]*)?) =")
-_WORDS = re.compile(r"[a-z']+|\d+")
 
 
 def wrong_sums(text: str) -> list[str]:
@@ -48,19 +46,11 @@ def wrong_sums(text: str) -> list[str]:
 def story_keys(story: StreamedStory) -> Counter[str]:
     """The numbers and holder-name words the story's informative sentences say, with how often
     (normalised, names in lower case)."""
-    sentences = [s for s in story.record.get("sentences", []) if s.get("role") != "distractor"]
-    names = {
-        word.lower()
-        for s in sentences
-        for holder in _HOLDER.findall(s.get("thought", ""))
-        if holder != "rate"
-        for word in holder.split()
-    }
+    names = {word.lower() for holder in holder_names(story.record) for word in holder.split()}
     keys: Counter[str] = Counter()
-    for sentence in sentences:
-        keys.update(
-            w for w in _WORDS.findall(normalize_text(sentence["text"]).lower()) if w.isdigit() or w in names
-        )
+    for sentence in story.record.get("sentences", []):
+        if sentence.get("role") != "distractor":
+            keys.update(w for w in normalized_words(sentence["text"]) if w.isdigit() or w in names)
     return keys
 
 
@@ -70,15 +60,14 @@ def classify(story: StreamedStory, result: StoryResult) -> str | None:
         return None
     if not result.valid or result.answer in (None, ""):
         return "format"
-    heard = Counter(_WORDS.findall(normalize_text(" ".join(c.text for c in story.chunks)).lower()))
+    heard = Counter(normalized_words(" ".join(c.text for c in story.chunks)))
     if story_keys(story) - heard:  # a number or name said more often than it was heard
         return "asr"
     if "sentences" in story.record and _segmented(story):
         return "segmentation"
     written = " ".join((*result.thoughts, result.deep))
-    holders = {h for s in story.record.get("sentences", []) for h in _HOLDER.findall(s.get("thought", ""))}
-    thought_names = {n for n in _HOLDER.findall(written) if n != "rate"}
-    if holders and thought_names - holders - {"rate"}:
+    holders = holder_names(story.record)
+    if holders and holders_in(written) - holders:
         return "holder"
     if wrong_sums(written):
         return "arithmetic"

@@ -17,24 +17,17 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from difflib import SequenceMatcher
 from pathlib import Path
 
-from adasr_av.data.dataset import StreamedStory
+from adasr_av.data.dataset import StreamedStory, holder_names
+from adasr_av.data.streamed import join_chunks, join_thoughts
 from adasr_av.errors import AdasrError
-from adasr_av.reasoner.normalize import normalize_text
+from adasr_av.reasoner.normalize import normalize_text, normalized_words
 from adasr_av.types import TextChunk
-
-_WORD = re.compile(r"[a-z']+|\d+")
-
-
-def words_of(text: str) -> list[str]:
-    """Lower-case words and numbers of normalised text, punctuation dropped: what alignment compares."""
-    return _WORD.findall(normalize_text(text).lower())
 
 
 def is_key(word: str, names: set[str]) -> bool:
@@ -70,11 +63,8 @@ class ASRChannel:
 
 
 def _names(record: dict) -> set[str]:
-    """The story's holders, lower case: the names on the left of '=' in its thoughts."""
-    names = set()
-    for sentence in record["sentences"]:
-        names.update(m.lower() for m in re.findall(r"([A-Z][a-z]+) =", sentence.get("thought", "")))
-    return names
+    """The words of the story's holder names, lower case, as `normalized_words` writes them."""
+    return {word.lower() for holder in holder_names(record) for word in holder.split()}
 
 
 def measure_channel(records: Iterable[dict]) -> ASRChannel:
@@ -88,8 +78,8 @@ def measure_channel(records: Iterable[dict]) -> ASRChannel:
             raise AdasrError(f"story {record.get('id')}: the channel is measured on speech-mode stories")
         stories += 1
         names = _names(record)
-        reference = [w for s in record["sentences"] for w in words_of(s["text"])]
-        heard = [w for c in record["chunks"] for w in words_of(c["text"])]
+        reference = [w for s in record["sentences"] for w in normalized_words(s["text"])]
+        heard = [w for c in record["chunks"] for w in normalized_words(c["text"])]
         matcher = SequenceMatcher(a=reference, b=heard, autojunk=False)
         for op, i1, i2, j1, j2 in matcher.get_opcodes():
             ordinary = [w for w in reference[i1:i2] if not is_key(w, names)]
@@ -151,18 +141,14 @@ def apply_channel(story: StreamedStory, channel: ASRChannel, rng: random.Random)
     """
     if story.thoughts is None or story.informative is None:
         raise AdasrError(f"story {story.id}: the channel needs gold thoughts")
-    names = _names(story.record) if "sentences" in story.record else set()
+    names = _names(story.record)
     pieces: list[tuple[TextChunk, bool, str]] = []
     for chunk, informative, thought in zip(story.chunks, story.informative, story.thoughts, strict=True):
         text = _noisy_words(chunk.text, channel, names, rng)
         if pieces and rng.random() < channel.merge:
             last, last_info, last_thought = pieces[-1]
-            merged = TextChunk(f"{last.text} {text}", last.t_start, chunk.t_end, chunk.t_emit, last.source)
-            pieces[-1] = (
-                merged,
-                last_info or informative,
-                ". ".join(t for t in (last_thought, thought) if t),
-            )
+            merged = join_chunks(last, replace(chunk, text=text))
+            pieces[-1] = (merged, last_info or informative, join_thoughts(last_thought, thought))
             continue
         words = text.split()
         if len(words) >= 4 and rng.random() < channel.split:
@@ -189,12 +175,12 @@ def _noisy_words(text: str, channel: ASRChannel, names: set[str], rng: random.Ra
         bare = word.strip(".,?!;:").lower()
         if inserted and rng.random() < channel.insertion:
             out.append(rng.choices(inserted, weights)[0])
-        if not bare or is_key(bare, names) or bare.isdigit() or not bare.isalpha():
+        if is_key(bare, names) or not bare.isalpha():  # numbers, names, and what is not a word
             out.append(word)
             continue
         draw = rng.random()
         if draw < channel.deletion:
-            trail = word[len(word.rstrip(".,?!;:")) :]
+            _, trail = _split_trail(word)
             if trail and out:
                 out[-1] += trail
             continue
@@ -214,10 +200,15 @@ def _noisy_words(text: str, channel: ASRChannel, names: set[str], rng: random.Ra
     return sentence
 
 
+def _split_trail(word: str) -> tuple[str, str]:
+    """A written word and the punctuation after it: "apples." -> ("apples", ".")."""
+    core = word.rstrip(".,?!;:")
+    return core, word[len(core) :]
+
+
 def _like(original: str, substitute: str) -> str:
     """`substitute` written with the original word's capital and trailing punctuation."""
-    core = original.rstrip(".,?!;:")
-    trail = original[len(core) :]
+    core, trail = _split_trail(original)
     if core[:1].isupper():
         substitute = substitute[:1].upper() + substitute[1:]
     return substitute + trail

@@ -8,6 +8,7 @@ a chunk of distractors only).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,20 @@ class StreamedStory:
     @property
     def t_stream_end(self) -> float:
         return max((c.t_end for c in self.chunks), default=0.0)
+
+
+_HOLDER = re.compile(r"([A-Z][A-Za-z]*(?: [A-Z][A-Za-z]*)?) =")
+
+
+def holders_in(thought: str) -> set[str]:
+    """The holders a thought states ("Ruby = 268, Leo = 12" -> Ruby, Leo), as written; vehicles,
+    named in lower case ("red bus = 40"), are not found."""
+    return set(_HOLDER.findall(thought))
+
+
+def holder_names(record: dict) -> set[str]:
+    """The holders a record's gold thoughts name; none for a record without sentences."""
+    return {h for s in record.get("sentences", []) for h in holders_in(s.get("thought", ""))}
 
 
 def prompt_question(record: dict) -> str:

@@ -162,9 +162,8 @@ class _Simulation:
             holder = rng.choice(givers)
             other = rng.choice([h for h in state if h != holder])
             s, t = state[holder], state[other]
-            if (
-                t == MAX_VALUE
-            ):  # the receiver is full (drawn after the giver, so other stories stay as they were)
+            # a full receiver: checked after the draws, so that stories which never met one stay as they were
+            if t == MAX_VALUE:
                 return self.op("remove")
             n = rng.randint(1, min(MAX_AMOUNT, s, MAX_VALUE - t))
             state[holder], state[other] = s - n, t + n
@@ -223,14 +222,10 @@ def _say(rng: random.Random, n: int, words_p: float) -> str:
     return num2words(n) if n <= MAX_AMOUNT and rng.random() < words_p else str(n)
 
 
-def _pronoun(holder: str) -> str:
-    return PEOPLE.get(holder) or pronoun_of(holder)
-
-
 def _render(rng: random.Random, domain: Domain, draft: _Draft, previous_holder: str | None) -> str:
     holder = draft.holder or ""
     same = holder == previous_holder and holder != ""
-    pronoun = _pronoun(holder)
+    pronoun = pronoun_of(holder)
     subject = pronoun if same else holder
     template = draft.template
     values = {

@@ -14,6 +14,16 @@ from adasr_av.timing import DEFAULT_WORDS_PER_MINUTE, speech_seconds
 from adasr_av.types import TextChunk
 
 
+def join_thoughts(*thoughts: str) -> str:
+    """The state updates of several sentences as one chunk's thought, in order ("" for none)."""
+    return ". ".join(t for t in thoughts if t)
+
+
+def join_chunks(first: TextChunk, second: TextChunk) -> TextChunk:
+    """Two neighbouring chunks as the one chunk an ASR that did not pause between them writes."""
+    return TextChunk(f"{first.text} {second.text}", first.t_start, second.t_end, second.t_emit, first.source)
+
+
 def chunk_gold(story: Story, sentence_indices: Sequence[int]) -> dict:
     """Gold of a chunk covering these sentences: informative unless all are distractors, and the
     state updates they cause joined in order."""
@@ -22,7 +32,7 @@ def chunk_gold(story: Story, sentence_indices: Sequence[int]) -> dict:
     return {
         "sentences": list(sentence_indices),
         "informative": bool(thoughts),
-        "thought": ". ".join(thoughts),
+        "thought": join_thoughts(*thoughts),
     }
 
 

@@ -93,7 +93,13 @@ def person_names() -> dict[str, str]:
 
 
 def pronoun_of(holder: str) -> str:
-    return person_names().get(holder, PEOPLE.get(holder, "it"))
+    """ "he" or "she" for a person, "it" for a thing ("the red bus"); Faker's names load only for a
+    holder that is neither one of the bundled 24 nor a thing."""
+    if holder in PEOPLE:
+        return PEOPLE[holder]
+    if holder.startswith("the "):
+        return "it"
+    return person_names().get(holder, "it")
 
 
 def broaden(domain: Domain, rng: random.Random) -> Domain:

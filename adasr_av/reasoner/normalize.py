@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["normalize_text", "words_to_number"]
+__all__ = ["normalize_text", "normalized_words", "words_to_number"]
 
 UNITS = {
     "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
@@ -46,6 +46,7 @@ _DIGIT_GROUPS = re.compile(r"\b\d{1,3}(?:,\d{3})+\b")
 _TOKEN = re.compile(r"[A-Za-z]+(?:-[A-Za-z]+)*|\s+|.", re.S)
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([.,?!;:])")
 _SENTENCE_START = re.compile(r"(^|[.?!]\s+)([a-z])")
+_WORD = re.compile(r"[a-z']+|\d+")
 
 
 def words_to_number(words: list[str]) -> int | None:
@@ -127,7 +128,7 @@ def _number_run(tokens: list[str], start: int) -> list[tuple[str, int]]:
             continue
         parts = token.lower().split("-")
         following = _next_word(tokens, i + 1)
-        if all(part in NUMBER_WORDS for part in parts):
+        if _is_number_word(token):
             run.extend((part, i + 1) for part in parts)
         elif parts == ["and"] and run and run[-1][0] in SCALES and _is_number_word(following):
             run.append(("and", i + 1))
@@ -162,3 +163,9 @@ def normalize_text(text: str) -> str:
     text = " ".join(text.split())
     text = _SPACE_BEFORE_PUNCT.sub(r"\1", text)
     return _SENTENCE_START.sub(lambda m: m.group(1) + m.group(2).upper(), text)
+
+
+def normalized_words(text: str) -> list[str]:
+    """The lower-case words and numbers of `text` in the one written form, punctuation dropped:
+    what comparisons of said and heard text count."""
+    return _WORD.findall(normalize_text(text).lower())

@@ -13,9 +13,9 @@ from dataclasses import dataclass, replace
 import torch
 
 from adasr_av.data.dataset import StreamedStory
+from adasr_av.data.streamed import join_chunks, join_thoughts
 from adasr_av.data.teacher import Style, gold_spans
 from adasr_av.reasoner.protocol import Mode, encode_span
-from adasr_av.types import TextChunk
 
 IGNORE = -100
 
@@ -46,11 +46,8 @@ def merge_chunks(story: StreamedStory, rng: random.Random, p: float) -> Streamed
     chunks, informative, thoughts = [story.chunks[0]], [story.informative[0]], [story.thoughts[0]]
     for chunk, info, thought in zip(story.chunks[1:], story.informative[1:], story.thoughts[1:], strict=True):
         if rng.random() < p:
-            last = chunks[-1]
-            chunks[-1] = TextChunk(
-                f"{last.text} {chunk.text}", last.t_start, chunk.t_end, chunk.t_emit, last.source
-            )
-            thoughts[-1] = ". ".join(t for t in (thoughts[-1], thought) if t)
+            chunks[-1] = join_chunks(chunks[-1], chunk)
+            thoughts[-1] = join_thoughts(thoughts[-1], thought)
             informative[-1] = informative[-1] or info
         else:
             chunks.append(chunk)
