@@ -257,3 +257,15 @@ def test_sft_stories_longer_than_the_model_are_an_error_or_skipped(data_dir, cap
     dropped = int(said.group(1))
     assert 0 < dropped < 64
     assert (data_dir / "short-skipped" / "final" / "config.json").is_file()
+
+
+def test_load_stories_pools_several_datasets_with_a_limit_each(tmp_path):
+    from adasr_av.training.sft import load_stories
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, b = _write_data(tmp_path / "a", 5), _write_data(tmp_path / "b", 4, "valid")
+    pooled = load_stories([str(a), str(b)], limit=3)
+    assert [s.id for s in pooled][:3] == [s.id for s in load_stories(str(a), 3)]
+    assert len(pooled) == 6 and {s.record["split"] for s in pooled} == {"train", "valid"}
+    assert len(load_stories([str(a), str(b)])) == 9

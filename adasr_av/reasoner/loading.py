@@ -63,10 +63,14 @@ def load_reasoner_model(
 ):
     """(model, tokenizer) ready for streaming: protocol tokens present, embeddings sized, eval mode.
 
-    `adapter` is a peft LoRA folder (or hub id) applied on top of the base model.
+    `adapter` is a peft LoRA folder (or hub id) applied on top of the base model. `dtype="auto"`
+    keeps the checkpoint's precision on an accelerator and reads float32 on CPU, where 16-bit
+    matrix products are slow and inexact (the bundled models ship in 16 bits).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if dtype == "auto" and str(device).startswith("cpu"):
+        dtype = torch.float32
     source = resolve_source(name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)

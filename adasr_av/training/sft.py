@@ -29,7 +29,8 @@ from adasr_av.training.sequences import Example, encode_story, iterate_batches, 
 @dataclass
 class ModelConfig:
     init: str = "scratch"  # "scratch", or a model folder, bundled model name or hub id to fine-tune
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # weights of a loaded model
+    # weights of a loaded model; "auto": the checkpoint's on an accelerator, float32 on CPU
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     arch: Literal["qwen3", "gpt2"] = "qwen3"  # scratch only, like the four below
     hidden: int = 256
     layers: int = 6
@@ -37,6 +38,7 @@ class ModelConfig:
     max_positions: int = 1024
     vocab_size: int = 1024  # BPE vocabulary trained on the corpus
     tokenizer_stories: int = 5000  # stories the tokenizer is trained on
+    tokenizer_english_words: int = 0  # and this many everyday English words (wordfreq); 0: stories only
     lora: bool = False
     lora_r: int = 16
     lora_alpha: int = 32
@@ -47,7 +49,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    train: str = ""
+    train: str | list[str] = ""  # one dataset or several, pooled
     valid: str | None = None
     mode: Literal["streaming", "read-then-think"] = "streaming"
     adaptive_fraction: float = 0.0  # share of stories taught in the adaptive style (skips, short deep)
@@ -89,14 +91,18 @@ def story_style(seed: int, index: int, adaptive_fraction: float) -> Style:
     return "adaptive" if random.Random(f"style:{seed}:{index}").random() < adaptive_fraction else "uniform"
 
 
-def load_stories(path: str, limit: int = 0) -> list[StreamedStory]:
+def load_stories(paths: str | list[str], limit: int = 0) -> list[StreamedStory]:
+    """The stories of one dataset or of several in turn (`limit`: the first ones of each)."""
     stories = []
-    for story in read_dataset(path, need_gold=True):
-        stories.append(story)
-        if limit and len(stories) >= limit:
-            break
-    if not stories:
-        raise AdasrError(f"dataset {path}: no stories")
+    for path in [paths] if isinstance(paths, str) else paths:
+        taken = []
+        for story in read_dataset(path, need_gold=True):
+            taken.append(story)
+            if limit and len(taken) >= limit:
+                break
+        if not taken:
+            raise AdasrError(f"dataset {path}: no stories")
+        stories += taken
     return stories
 
 
@@ -119,13 +125,15 @@ def build_examples(tokenizer, stories: list[StreamedStory], data: DataConfig, se
 def _scratch_model(config: SFTConfig, stories: list[StreamedStory], folder: Path):
     """Tokenizer trained on the corpus and a fresh model, saved once so a resumed run reuses them."""
     from adasr_av.reasoner.loading import load_reasoner_model
-    from adasr_av.reasoner.scratch import build_model, train_tokenizer
+    from adasr_av.reasoner.scratch import build_model, everyday_english, train_tokenizer
 
     if not (folder / "config.json").is_file():
         m, d = config.model, config.data
-        sample = stories[: m.tokenizer_stories]
+        sample = stories[:: max(1, len(stories) // m.tokenizer_stories)][: m.tokenizer_stories]
         texts = ["".join(text for _, text in gold_spans(s, "uniform", d.mode)) for s in sample]
         texts += ["".join(text for _, text in gold_spans(s, "adaptive", d.mode)) for s in sample[:200]]
+        if m.tokenizer_english_words:
+            texts += list(everyday_english(m.tokenizer_english_words))
         tokenizer = train_tokenizer(texts, m.vocab_size)
         model = build_model(
             tokenizer, m.arch, config.train.seed, hidden=m.hidden, layers=m.layers,
@@ -138,14 +146,14 @@ def _scratch_model(config: SFTConfig, stories: list[StreamedStory], folder: Path
     return load_reasoner_model(str(folder), dtype=torch.float32)
 
 
-def _load_model(config: SFTConfig, stories: list[StreamedStory], output: Path):
+def _load_model(config: SFTConfig, stories: list[StreamedStory], output: Path, device: str):
     from adasr_av.reasoner.loading import load_reasoner_model
 
     m = config.model
     if m.init == "scratch":
         model, tokenizer = _scratch_model(config, stories, output / "init")
     else:
-        model, tokenizer = load_reasoner_model(m.init, dtype=m.dtype)
+        model, tokenizer = load_reasoner_model(m.init, device=device, dtype=m.dtype)
     if m.lora:
         model = with_lora(model, tokenizer, m)
     return model.train(), tokenizer
@@ -215,7 +223,7 @@ def train_sft(config: SFTConfig, progress: bool = True) -> Path:
     accelerator = Accelerator(gradient_accumulation_steps=t.grad_accum)
     set_seed(t.seed)
     stories = load_stories(d.train, d.max_stories)
-    model, tokenizer = _load_model(config, stories, output)
+    model, tokenizer = _load_model(config, stories, output, str(accelerator.device))
     examples = build_examples(tokenizer, stories, d, t.seed)
     valid = (
         build_examples(tokenizer, load_stories(d.valid, d.valid_stories), d, t.seed + 1) if d.valid else []

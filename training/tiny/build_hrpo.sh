@@ -14,7 +14,6 @@ start=$SECONDS
 $ADASR train sft --config training/tiny/warmup.toml --no-progress
 $PY training/tiny/hrpo_runs.py "$@"
 dest=adasr_av/models/tiny-streaming
-rm -rf "$dest" && mkdir -p "$dest"
-cp runs/tiny-hrpo/final/{config.json,generation_config.json,model.safetensors,tokenizer.json,tokenizer_config.json} "$dest"/
+$PY -m adasr_av.training.export runs/tiny-hrpo/final "$dest"
 $PY training/tiny/results.py
 echo "HRPO model bundled in $dest; results in training/tiny/RESULTS.md; $(( (SECONDS - start) / 60 )) min"
