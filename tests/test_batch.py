@@ -20,8 +20,8 @@ from adasr_av.cli import _pipeline_models, build_parser, main
 
 DEMOS = Path(__file__).resolve().parent.parent / "demos" / "media"
 HEARD = {  # words Whisper tiny.en hears in each demo story (see demos/make_media.py --check)
-    "buses": {"passengers", "bus", "blue"},
-    "points": {"luke", "points", "game"},
+    "shopping": {"jack", "apples", "bags"},
+    "cooking": {"emma", "cookies", "oven"},
 }
 
 
@@ -90,22 +90,22 @@ def no_traceback(stderr: str) -> None:
 
 
 def test_duplicate_names_get_distinct_stems_in_input_order(tmp_path):
-    a = copy_story("buses", tmp_path / "a", "story")
-    b = copy_story("points", tmp_path / "b", "story")
-    c = copy_story("cookies", tmp_path / "c", "Story")  # case-blind: story.srt and Story.srt may be one
-    copy_story("cookies", tmp_path / "d", "story-2")
+    a = copy_story("shopping", tmp_path / "a", "story")
+    b = copy_story("cooking", tmp_path / "b", "story")
+    c = copy_story("school", tmp_path / "c", "Story")  # case-blind: story.srt and Story.srt may be one
+    copy_story("school", tmp_path / "d", "story-2")
     items = plan_batch([str(tmp_path / "a"), str(b), str(tmp_path / "*" / "*.mp3")])
     assert [(Path(i.source).parent.name, i.stem) for i in items] == [
         ("a", "story"), ("b", "story-2"), ("c", "Story-3"), ("d", "story-2-2"),
     ]  # fmt: skip
     assert all(i.error is None for i in items) and len({Path(i.source).resolve() for i in items}) == 4
-    assert items[0].reference == "87" and items[0].question == ""  # the sidecar's; the audio asks
+    assert items[0].reference == "1255" and items[0].question == ""  # the sidecar's; the audio asks
     assert plan_batch([str(b), str(a)])[0].stem == "story" and plan_batch([str(c)])[0].stem == "Story"
 
 
 def test_a_questions_file_without_its_columns_is_one_line(tmp_path, capsys):
     questions = tmp_path / "questions.csv"
-    questions.write_text("path,text\nbuses.mp3,How many?\n")
+    questions.write_text("path,text\nshopping.mp3,How many?\n")
     assert batch("--questions", str(questions), "--out", str(tmp_path / "out")) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
@@ -119,10 +119,10 @@ def test_a_questions_file_without_its_columns_is_one_line(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def first_batch(tmp_path_factory):
-    """A folder (buses) and a glob (points), and a glob that names buses again: two files run."""
+    """A folder (shopping) and a glob (cooking), and a glob that names shopping again: two files run."""
     root = tmp_path_factory.mktemp("batch")
-    copy_story("buses", root / "stories")
-    copy_story("points", root / "more")
+    copy_story("shopping", root / "stories")
+    copy_story("cooking", root / "more")
     out = root / "out"
     argv = [str(root / "stories"), str(root / "more" / "*.mp3"), str(root / "stories" / "*.mp3")]
     code = batch(*argv, "--out", str(out))
@@ -134,13 +134,13 @@ def test_a_folder_and_a_glob_give_events_srt_and_a_summary(first_batch):
     assert code == 0
     rows = summary_rows(out)
     assert [(Path(r["file"]).name, r["stem"]) for r in rows] == [
-        ("buses.mp3", "buses"),
-        ("points.mp3", "points"),
+        ("shopping.mp3", "shopping"),
+        ("cooking.mp3", "cooking"),
     ]
-    assert_ok_row(rows[0], out, "buses")
-    assert_ok_row(rows[1], out, "points")
-    assert rows[0]["reference"] == "87" and rows[1]["reference"] == "52"  # from the sidecars
-    outputs = ["buses.events.jsonl", "buses.srt", "points.events.jsonl", "points.srt", "summary.csv"]
+    assert_ok_row(rows[0], out, "shopping")
+    assert_ok_row(rows[1], out, "cooking")
+    assert rows[0]["reference"] == "1255" and rows[1]["reference"] == "111"  # from the sidecars
+    outputs = ["cooking.events.jsonl", "cooking.srt", "shopping.events.jsonl", "shopping.srt", "summary.csv"]
     assert sorted(p.name for p in out.iterdir()) == outputs  # and no temporary files left behind
 
 
@@ -150,7 +150,7 @@ def test_a_rerun_skips_finished_files_and_carries_their_rows(first_batch, capsys
     before = summary_rows(out)
     outputs = sorted(p for p in out.iterdir() if p.name != "summary.csv")
     mtimes = [p.stat().st_mtime_ns for p in outputs]
-    stale = out / ".buses.srt.0badf00d.part"  # what a batch killed mid-file leaves
+    stale = out / ".shopping.srt.0badf00d.part"  # what a batch killed mid-file leaves
     stale.write_text("1\n00:00:00,000 --> 00:00:01,000\nhalf a\n\n")
     assert batch(*argv, "--out", str(out)) == 0
     assert not stale.exists()
@@ -166,7 +166,7 @@ def test_a_rerun_skips_finished_files_and_carries_their_rows(first_batch, capsys
 
 
 def test_bad_inputs_are_error_rows_and_the_batch_goes_on(tmp_path, capfd):
-    good = copy_story("buses", tmp_path / "in")
+    good = copy_story("shopping", tmp_path / "in")
     corrupt = tmp_path / "in" / "x.mp3"
     corrupt.write_bytes(bytes(range(256)) * 64)
     notes = tmp_path / "notes.txt"
@@ -188,7 +188,7 @@ def test_bad_inputs_are_error_rows_and_the_batch_goes_on(tmp_path, capfd):
         f"(see {out / 'summary.csv'})"
     )
     rows = {Path(r["file"]).name if "://" not in r["file"] else r["file"]: r for r in summary_rows(out)}
-    assert_ok_row(rows[good.name], out, "buses")
+    assert_ok_row(rows[good.name], out, "shopping")
     assert (
         rows["x.mp3"]["status"] == "error"
         and f"media file {corrupt}: FFmpeg cannot read it" in rows["x.mp3"]["error"]
@@ -197,32 +197,32 @@ def test_bad_inputs_are_error_rows_and_the_batch_goes_on(tmp_path, capfd):
     assert rows["absent.wav"]["error"] == f"{missing}: no such file or folder"
     assert rows[url]["status"] == "error" and rows[url]["error"].startswith(f"RTSP {url}: ")
     assert all("\n" not in r["error"] for r in rows.values())
-    assert sorted(p.name for p in out.iterdir()) == ["buses.events.jsonl", "buses.srt", "summary.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["shopping.events.jsonl", "shopping.srt", "summary.csv"]
 
 
 def test_a_questions_file_with_bad_rows(tmp_path, capfd):
-    copy_story("buses", tmp_path)
-    copy_story("points", tmp_path)
-    copy_story("cookies", tmp_path)
+    copy_story("shopping", tmp_path)
+    copy_story("cooking", tmp_path)
+    copy_story("school", tmp_path)
     questions = tmp_path / "questions.csv"
-    question = "How many passengers are on the red bus now?"
+    question = "How many apples does Jack have now?"
     questions.write_text(
         "file,question,reference\n"
-        f'buses.mp3,"{question}",133\n'
-        "points.mp3,  ,52\n"
+        f'shopping.mp3,"{question}",133\n'
+        "cooking.mp3,  ,52\n"
         "nothere.mp3,How many?,1\n"
-        "cookies.mp3\n"
+        "school.mp3\n"
     )
     out = tmp_path / "out"
     assert batch("--questions", str(questions), "--out", str(out)) == 1
     no_traceback(capfd.readouterr().err)
     rows = summary_rows(out)
     assert [(Path(r["file"]).name, r["status"]) for r in rows] == [
-        ("buses.mp3", "ok"), ("points.mp3", "error"), ("nothere.mp3", "error"), ("cookies.mp3", "error"),
+        ("shopping.mp3", "ok"), ("cooking.mp3", "error"), ("nothere.mp3", "error"), ("school.mp3", "error"),
     ]  # fmt: skip
     assert rows[0]["question"] == question and rows[0]["reference"] == "133"
-    assert_ok_row(rows[0], out, "buses")
-    assert events_of(out, "buses")[-1]["reference"] == "133"
+    assert_ok_row(rows[0], out, "shopping")
+    assert events_of(out, "shopping")[-1]["reference"] == "133"
     assert rows[1]["error"] == f"{questions}, line 3: empty question"
     assert rows[2]["error"] == f"{questions}, line 4: unknown file nothere.mp3 (no such file)"
     assert rows[3]["error"] == f"{questions}, line 5: missing column question"
@@ -230,8 +230,8 @@ def test_a_questions_file_with_bad_rows(tmp_path, capfd):
 
 def two_stories(tmp_path: Path) -> tuple[Path, Path]:
     folder = tmp_path / "in"
-    copy_story("buses", folder)
-    copy_story("points", folder)
+    copy_story("shopping", folder)
+    copy_story("cooking", folder)
     return folder, tmp_path / "out"
 
 
@@ -245,9 +245,11 @@ def test_two_worker_processes(tmp_path, capfd):
     no_traceback(captured.err)
     assert "2 files: 2 ok, 0 done earlier, 0 failed" in captured.out
     rows = summary_rows(out)
-    assert [r["stem"] for r in rows] == ["buses", "points"] and all(r["question"] == QUESTION for r in rows)
-    assert_ok_row(rows[0], out, "buses")
-    assert_ok_row(rows[1], out, "points")
+    assert [r["stem"] for r in rows] == ["cooking", "shopping"] and all(
+        r["question"] == QUESTION for r in rows
+    )
+    assert_ok_row(rows[0], out, "cooking")
+    assert_ok_row(rows[1], out, "shopping")
 
 
 def test_ray_actors_on_a_local_instance(tmp_path, capfd):
@@ -258,9 +260,9 @@ def test_ray_actors_on_a_local_instance(tmp_path, capfd):
     no_traceback(captured.err)
     assert "2 files: 2 ok, 0 done earlier, 0 failed" in captured.out
     rows = summary_rows(out)
-    assert [r["stem"] for r in rows] == ["buses", "points"]
-    assert_ok_row(rows[0], out, "buses")
-    assert_ok_row(rows[1], out, "points")
+    assert [r["stem"] for r in rows] == ["cooking", "shopping"]
+    assert_ok_row(rows[0], out, "cooking")
+    assert_ok_row(rows[1], out, "shopping")
 
 
 # --- live inputs and memory ------------------------------------------------------------------------
@@ -283,8 +285,8 @@ def test_a_live_input_needs_max_seconds(tmp_path, capsys, flags, message):
 
 @pytest.fixture(scope="module")
 def story_server():
-    """buses.mp3 served live over RTSP on loopback (each connection plays it from its start)."""
-    server = RtspServer(str(DEMOS / "buses.mp3"))
+    """shopping.mp3 served live over RTSP on loopback (each connection plays it from its start)."""
+    server = RtspServer(str(DEMOS / "shopping.mp3"))
     server.start()
     yield server
     server.stop()
@@ -303,7 +305,7 @@ def test_an_rtsp_input_stops_at_max_seconds_and_is_answered(story_server, tmp_pa
     assert events[-1]["type"] == "summary" and events[-1]["t_avail"] == pytest.approx(6.0, abs=1e-3)
     assert row["answer"] == (events[-1]["answer"] or "") and [e["type"] for e in events].count("answer") == 1
     heard = words(srt_text(out / f"{row['stem']}.srt"))
-    story = words(json.loads((DEMOS / "buses.json").read_text())["text"])
+    story = words(json.loads((DEMOS / "shopping.json").read_text())["text"])
     assert len(heard) >= 5 and len(heard & story) >= 0.7 * len(heard)  # Whisper heard the story's start
     assert all(e["t_avail"] <= 6.0 + 1e-3 for e in events if e["type"] == "chunk")
 
@@ -312,10 +314,10 @@ def test_a_worker_writes_the_outputs_as_they_come_and_sends_back_only_the_summar
     """What crosses from a worker is its summary and where its outputs are: nothing that grows
     with the stream is kept or shipped in memory."""
     args = build_parser().parse_args(["batch", "x", "--out", str(tmp_path), "--unaware"])
-    (item,) = plan_batch([str(copy_story("buses", tmp_path / "in"))])
+    (item,) = plan_batch([str(copy_story("shopping", tmp_path / "in"))])
     result = run_file(_pipeline_models(args), item, tmp_path, BatchOptions())
     assert isinstance(result, FileResult) and result.error is None
     assert result.summary.type == "summary" and result.shipped == {}
     events = [json.loads(line) for line in result.parts[".events.jsonl"].read_text().splitlines()]
-    assert events[-1] == result.summary.to_dict() and result.parts[".srt"].name.startswith(".buses.srt.")
-    assert HEARD["buses"] <= words(srt_text(result.parts[".srt"]))
+    assert events[-1] == result.summary.to_dict() and result.parts[".srt"].name.startswith(".shopping.srt.")
+    assert HEARD["shopping"] <= words(srt_text(result.parts[".srt"]))

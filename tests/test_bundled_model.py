@@ -49,9 +49,9 @@ def test_bundled_model_solves_test_stories(bundled):
 
 def test_run_answers_a_demo_story_with_a_number(tmp_path):
     out = tmp_path / "events.jsonl"
-    assert main(["run", "demos/media/points.mp3", "--unaware", "--out", str(out)]) == 0
+    assert main(["run", "demos/media/cooking.mp3", "--unaware", "--out", str(out)]) == 0
     events = [json.loads(line) for line in out.read_text().splitlines()]
     summary = events[-1]
-    assert summary["type"] == "summary" and summary["reference"] == "52" and summary["violations"] == []
+    assert summary["type"] == "summary" and summary["reference"] == "111" and summary["violations"] == []
     assert summary["answer"] is not None and summary["answer"].isdigit()
     assert sum(e["type"] in ("think", "skip") for e in events) == sum(e["type"] == "chunk" for e in events)

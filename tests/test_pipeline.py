@@ -27,7 +27,7 @@ from adasr_av.pipeline_config import run_defaults
 from adasr_av.reasoner.loading import default_model, load_reasoner_model
 from adasr_av.reasoner.session import StreamingReasoner, reason_over_stream
 
-STORY = "demos/media/points.mp3"
+STORY = "demos/media/cooking.mp3"
 UNAWARE = StreamingASROptions(computation_aware=False)  # chunk times independent of machine load
 
 
@@ -92,7 +92,7 @@ def test_stop_closes_a_live_source_and_still_answers(asr, reasoner_model):
     """A pushed (browser-style) source that never ends by itself: stop() ends it, the answer comes."""
     audio = PushedAudio()
     run = PipelineRun(
-        PipelineModels(asr, StreamingReasoner(*reasoner_model), UNAWARE), audio, "How many points?"
+        PipelineModels(asr, StreamingReasoner(*reasoner_model), UNAWARE), audio, "How many cookies?"
     )
     samples = [c.samples for c in read_audio(STORY)]
     half = len(samples) // 2
@@ -293,7 +293,7 @@ def test_the_views_are_bounded_and_the_counts_run_on(asr, reasoner_model, monkey
 def test_ctrl_c_closes_the_stream_and_the_reasoner_answers(tmp_path):
     """A real SIGINT to `adasr-av run --realtime` part-way through a file."""
     out = tmp_path / "events.jsonl"
-    cmd = [sys.executable, "-m", "adasr_av.cli", "run", "demos/media/buses.mp3", "--realtime", "--plain",
+    cmd = [sys.executable, "-m", "adasr_av.cli", "run", "demos/media/shopping.mp3", "--realtime", "--plain",
            "--out", str(out)]  # fmt: skip
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     # a shell's background jobs start with SIGINT ignored (CI runs so); give the child Ctrl-C back
@@ -304,7 +304,7 @@ def test_ctrl_c_closes_the_stream_and_the_reasoner_answers(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline and not out.exists():  # created once the models are loaded
         time.sleep(0.1)
-    time.sleep(4.0)  # --realtime: about 4 s of the 15.7 s story have been played
+    time.sleep(4.0)  # --realtime: about 4 s of the 22.7 s story have been played
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr
@@ -326,7 +326,7 @@ def test_run_with_outputs_and_a_config_that_flags_override(tmp_path, capsys):
     events = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
     assert not any(e["type"] in ("think", "skip") for e in events)  # read-then-think, from the config
     srt = (tmp_path / "a.srt").read_text()
-    assert srt.startswith("1\n00:00:0") and "points" in srt.lower()
+    assert srt.startswith("1\n00:00:0") and "cookies" in srt.lower()
     assert (tmp_path / "a.png").stat().st_size > 10_000
     assert main(["run", "--config", str(config), "--plain", "--mode", "streaming"]) == 0
     events = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]

@@ -269,3 +269,26 @@ def test_load_stories_pools_several_datasets_with_a_limit_each(tmp_path):
     assert [s.id for s in pooled][:3] == [s.id for s in load_stories(str(a), 3)]
     assert len(pooled) == 6 and {s.record["split"] for s in pooled} == {"train", "valid"}
     assert len(load_stories([str(a), str(b)])) == 9
+
+
+def test_a_training_checkpoint_exports_as_a_model(data_dir, tmp_path, capsys):
+    import torch
+    from safetensors.torch import load_file
+
+    from adasr_av.reasoner.loading import load_reasoner_model
+    from adasr_av.training import export
+
+    assert main(["train", "sft", "--config", _config(data_dir, "exported", 4), "--no-progress"]) == 0
+    checkpoint = data_dir / "exported" / "checkpoints" / "step-4"
+    model, _ = load_reasoner_model(str(export.export_model(checkpoint, tmp_path / "step-4")))
+    weights = model.state_dict()
+    for name, saved in load_file(checkpoint / "model.safetensors").items():
+        assert torch.allclose(weights[name], saved, atol=1e-3, rtol=1e-3), name  # float16 rounding
+    assert torch.equal(weights["lm_head.weight"], weights["model.embed_tokens.weight"])  # still tied
+    capsys.readouterr()
+    lonely = tmp_path / "elsewhere" / "checkpoints" / "step-1"
+    lonely.mkdir(parents=True)
+    (lonely / "trainer_state.json").write_text('{"step": 1}')
+    assert export.main([str(lonely), str(tmp_path / "out")]) == 1
+    out = capsys.readouterr().out.strip()
+    assert out.count("\n") == 0 and "no run config" in out

@@ -8,7 +8,11 @@ from being decoded at all; these gates catch the rest, on each decode's new word
   log-probability, hears nothing;
 - loops: from the first place where a block of words repeats at once (four words or more twice,
   shorter blocks three times in a row), the rest is dropped; a text that still compresses like a
-  loop (gzip ratio above Whisper's 2.4) hears nothing.
+  loop (gzip ratio above Whisper's 2.4) hears nothing;
+- echoes: an unfinished fragment after the last sentence end that begins with four words said
+  earlier in the decode (its prefix included) is dropped: at a stream's end Whisper writes the
+  context's words again ("... together now? Adam has 71 cookies", the last words of a sentence
+  spoken before the question). Said for real, it comes back once its sentence ends.
 """
 
 from __future__ import annotations
@@ -18,11 +22,12 @@ from collections.abc import Sequence
 from faster_whisper.transcribe import get_compression_ratio
 
 from adasr_av.encoders.asr_options import StreamingASROptions
-from adasr_av.encoders.local_agreement import word_key
+from adasr_av.encoders.local_agreement import ends_sentence, word_key
 from adasr_av.encoders.whisper_backends import Decoding
 
 LONG_BLOCK = 4  # a block of this many words repeated once is a loop
 MAX_BLOCK = 12
+ECHO_WORDS = 4
 
 
 def loop_start(words: Sequence[str], first: int = 0) -> int | None:
@@ -42,6 +47,18 @@ def loop_start(words: Sequence[str], first: int = 0) -> int | None:
     return None
 
 
+def echo_start(words: Sequence[str], first: int = 0) -> int | None:
+    """Index of an echo among the words from index `first` (see the module doc); None: no echo."""
+    ends = [i for i in range(first, len(words)) if ends_sentence(words[i])]
+    start = ends[-1] + 1 if ends else first
+    keys = [word_key(w) for w in words]
+    head = keys[start : start + ECHO_WORDS]
+    if len(head) < ECHO_WORDS:
+        return None
+    repeats = any(keys[i : i + ECHO_WORDS] == head for i in range(start - ECHO_WORDS + 1))
+    return start if repeats else None
+
+
 def heard_words(decoding: Decoding, options: StreamingASROptions) -> tuple[str, ...]:
     """The new words of `decoding` that pass the gates (possibly none)."""
     if (
@@ -50,7 +67,9 @@ def heard_words(decoding: Decoding, options: StreamingASROptions) -> tuple[str, 
     ):
         return ()
     cut = loop_start(decoding.words, decoding.prefix_words)
-    words = decoding.words[decoding.prefix_words : cut]
+    kept = decoding.words[:cut]
+    echo = echo_start(kept, decoding.prefix_words)
+    words = kept[decoding.prefix_words : echo]
     if get_compression_ratio("".join(words).strip()) > options.compression_ratio_threshold:
         return ()
     return tuple(words)

@@ -16,7 +16,8 @@
   an encoder pass over a few more seconds, as the decoder does not write it again.
   An utterance longer than `trim_seconds` is cut at its last committed word, whose text becomes part
   of the prompt; `max_buffer_seconds` of speech with nothing agreed is decoded and committed whole.
-- Every decode passes the gates of `gates.py`; words timed after the end of speech are dropped.
+- Every decode passes the gates of `gates.py`; words that start after the end of speech are
+  dropped. Speech the stream cut off gets half a second of silence after it before its last decode.
 """
 
 from __future__ import annotations
@@ -36,7 +37,14 @@ from adasr_av.media.audio import SAMPLE_RATE, samples_to_seconds, seconds_to_sam
 from adasr_av.types import AudioChunk, Word
 
 CONTEXT_GAP_S = 0.2  # silence between the utterances of the context
-AFTER_SPEECH_S = 0.05  # a word whose middle is later than this after the end of speech is dropped
+# A word that starts later than this after the end of speech is dropped. By its start, not its
+# middle: the VAD's end of speech can fall inside the last word (eSpeak's "bag." at 13.4 s of a
+# word that ran to 13.6 s), and the alignment stretches the last word to the buffer's end.
+AFTER_SPEECH_S = 0.1
+# Silence after speech that the stream cut off (a file that ends as its last word does, a stopped
+# microphone): tiny.en drops the last words of a buffer that ends mid-sound ("How many apples does"
+# for "... does Jack have now?"), as it was trained on segments with silence after speech.
+END_PAD_S = 0.5
 
 
 @dataclass
@@ -138,6 +146,9 @@ class OnlineASR:
         """The stream ended: the open utterance ends here; every utterance is decoded and committed."""
         if self.open is not None:
             self.open.speech_end = self.open.end
+            self.open.audio = np.concatenate(
+                [self.open.audio, np.zeros(seconds_to_samples(END_PAD_S), np.float32)]
+            )
             self.closed.append(self.open)
             self.open = None
         words = [w for utterance in self.closed for w in self._final(utterance)]
@@ -189,7 +200,10 @@ class OnlineASR:
         encoded, decoding, t0 = self._decode(utterance)
         timed = self._timed(utterance, encoded, decoding, t0, len(decoding.new_words))
         end = utterance.speech_end if utterance.speech_end is not None else utterance.end
-        words = self.agreement.flush([w for w in timed if (w.t_start + w.t_end) / 2 <= end + AFTER_SPEECH_S])
+        # no word ends in the silence `finish` put after the stream's end
+        last = self.stream_end if self.stream_end is not None else end
+        timed = [replace(w, t_start=min(w.t_start, last), t_end=min(w.t_end, last)) for w in timed]
+        words = self.agreement.flush([w for w in timed if w.t_start <= end + AFTER_SPEECH_S])
         self._remember(utterance, self.agreement.close())
         return words
 
