@@ -40,6 +40,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from adasr_av.errors import AdasrError, first_line
+from adasr_av.media.sources import LIVE_SCHEMES, MIC, is_media_file, redact, source_kind
 from adasr_av.pipeline import PipelineModels
 from adasr_av.types import Event
 
@@ -52,12 +53,6 @@ SUMMARY_COLUMNS = (
     "file", "stem", "question", "answer", "reference", "correct", "answer_latency_s",
     "stream_tokens", "deep_tokens", "skips", "audio_s", "wall_s", "status", "error",
 )  # fmt: skip
-# What a folder or a glob takes (an input named explicitly must have one of these suffixes too)
-MEDIA_SUFFIXES = (
-    ".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".wma", ".aif", ".aiff",
-    ".mp4", ".m4v", ".mkv", ".mov", ".webm", ".avi", ".mpg", ".mpeg", ".ts",
-)  # fmt: skip
-LIVE_SCHEMES = ("rtsp://", "rtsps://")
 RAY_CONNECT_TIMEOUT_S = 5.0  # seconds to wait for a Ray head address to answer
 
 Loader = Callable[[int | None], PipelineModels]  # CPU threads for the models (None: all) -> models
@@ -106,9 +101,8 @@ class BatchOptions:
 
     def check_live(self, items: Sequence[BatchItem]) -> None:
         """A live input without --max-seconds would run for ever: one line naming the flag."""
-        from adasr_av.media.rtsp import redact
 
-        live = [item.source for item in items if item.error is None and item.source.startswith(LIVE_SCHEMES)]
+        live = [item.source for item in items if item.error is None and source_kind(item.source) == "rtsp"]
         if live and self.max_seconds is None:
             more = f" and {len(live) - 1} more" if len(live) > 1 else ""
             raise AdasrError(
@@ -175,31 +169,32 @@ def expand_inputs(inputs: Sequence[str]) -> list[tuple[str, str | None]]:
 
 def _expand(name: str) -> list[tuple[str, str | None]]:
     if "://" in name:
-        ok = name.startswith(LIVE_SCHEMES)
+        ok = name.lower().startswith(LIVE_SCHEMES)
         return [
-            (name, None if ok else f"{name}: unsupported URL (batch takes files, folders, globs, rtsp://)")
+            (
+                name,
+                None
+                if ok
+                else f"{redact(name)}: unsupported URL (batch takes files, folders, globs, rtsp://)",
+            )
         ]
     path = Path(name)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and _is_media(p))
+        files = sorted(p for p in path.rglob("*") if p.is_file() and is_media_file(p))
         return [(str(p), None) for p in files] or [(name, f"folder {name}: no audio or video files")]
     if path.exists():
         return [(name, _unsupported(path))]
     if any(char in name for char in "*?["):
         matches = sorted(glob.glob(name, recursive=True))
-        files = [m for m in matches if Path(m).is_file() and _is_media(Path(m))]
+        files = [m for m in matches if Path(m).is_file() and is_media_file(Path(m))]
         return [(m, None) for m in files] or [(name, f"{name}: no audio or video files match")]
-    if name == "mic":
+    if name == MIC:
         return [(name, "mic: a live microphone is no batch input (use files, folders, globs, rtsp://)")]
     return [(name, f"{name}: no such file or folder")]
 
 
-def _is_media(path: Path) -> bool:
-    return path.suffix.lower() in MEDIA_SUFFIXES
-
-
 def _unsupported(path: Path) -> str | None:
-    if path.is_file() and _is_media(path):
+    if path.is_file() and is_media_file(path):
         return None
     if path.is_dir():
         return f"{path}: a folder (name folders on the command line)"

@@ -329,8 +329,7 @@ def cmd_run(args) -> None:
     from rich.console import Console
 
     from adasr_av.live_view import LiveView
-    from adasr_av.media.sidecar import read_sidecar
-    from adasr_av.media.sources import open_audio
+    from adasr_av.media.sources import open_audio, sidecar_of
     from adasr_av.pipeline import PipelineRun
     from adasr_av.sinks import EventWriter, TranscriptWriter
 
@@ -340,7 +339,7 @@ def cmd_run(args) -> None:
     if args.queue_size < 1:
         raise AdasrError("--queue-size must be at least 1")
     audio = open_audio(args.source, realtime=args.realtime)  # a bad source fails before models load
-    sidecar = read_sidecar(args.source) if "://" not in args.source and args.source != "mic" else None
+    sidecar = sidecar_of(args.source)
     question = args.question if args.question is not None else (sidecar.question if sidecar else "")
     reference = args.reference if args.reference is not None else (sidecar.answer if sidecar else None)
     models = _pipeline_models(args)

@@ -35,6 +35,7 @@ import numpy as np
 
 from adasr_av.errors import AdasrError, first_line
 from adasr_av.media.push import PushedAudio, as_float
+from adasr_av.media.sources import LIVE_SCHEMES, redact, unsupported_type
 from adasr_av.pipeline import PipelineModels, PipelineRun
 from adasr_av.sinks import format_event
 from adasr_av.types import AudioChunk, Event, TextChunk
@@ -48,9 +49,6 @@ IDLE_SECONDS = 15  # a live stream (microphone, RTSP) that gets no audio for thi
 MAX_RECORD_SECONDS = 300  # a live stream is ended after this many stream seconds
 RTSP_RETRIES = 2  # failed connection attempts before an RTSP URL is reported (~1.5 s of backoff)
 LOST_AUDIO_S = 0.4  # report microphone audio lost on the way from this much (a block is 0.5 s)
-MEDIA_SUFFIXES = (
-    ".wav", ".mp3", ".m4a", ".aac", ".flac", ".ogg", ".oga", ".opus", ".webm", ".mp4", ".mkv", ".mov",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -266,12 +264,8 @@ class DemoSession:
         from adasr_av.media.file import read_audio
 
         name = name or Path(path).name
-        suffix = Path(name).suffix.lower()
-        if suffix not in MEDIA_SUFFIXES:
-            raise AdasrError(
-                f"{name}: unsupported file type {suffix or '(no extension)'}; "
-                f"upload audio or video ({' '.join(MEDIA_SUFFIXES)})"
-            )
+        if (unsupported := unsupported_type(name)) is not None:
+            raise AdasrError(unsupported)
         try:
             audio = read_audio(path, realtime=realtime)
         except AdasrError as err:
@@ -288,11 +282,11 @@ class DemoSession:
         settings: DemoSettings | None = None,
     ):
         """An RTSP stream; a URL that does not answer ends the session with its message (in `view`)."""
-        from adasr_av.media.rtsp import read_rtsp_audio, redact
+        from adasr_av.media.rtsp import read_rtsp_audio
 
         url = (url or "").strip()
-        if not url.lower().startswith(("rtsp://", "rtsps://")):
-            raise AdasrError(f"{url or '(empty)'}: not an RTSP URL (rtsp://host[:port]/path)")
+        if not url.lower().startswith(LIVE_SCHEMES):
+            raise AdasrError(f"{redact(url) or '(empty)'}: not an RTSP URL (rtsp://host[:port]/path)")
         audio = read_rtsp_audio(url, max_retries=RTSP_RETRIES, on_gap=lambda gap: log.warning("%s", gap))
         return cls(models, LiveFeed(audio), question, reference, label=redact(url), settings=settings)
 

@@ -22,7 +22,8 @@ import pytest
 
 from adasr_av.errors import AdasrError
 from adasr_av.media.audio import SAMPLE_RATE
-from adasr_av.media.rtsp import StreamGap, read_rtsp_audio, read_rtsp_frames, redact
+from adasr_av.media.rtsp import StreamGap, read_rtsp_audio, read_rtsp_frames
+from adasr_av.media.sources import redact
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 SERVER = Path(__file__).with_name("rtsp_server.py")

@@ -8,7 +8,6 @@ StreamGap, so downstream latency accounting stays in real seconds.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import av.stream
 from adasr_av.errors import AdasrError
 from adasr_av.media.audio import CHUNK_SECONDS, audio_chunks, seconds_to_samples
 from adasr_av.media.file import decoded, describe, sampled_frames
+from adasr_av.media.sources import redact
 from adasr_av.types import AudioChunk, VideoFrame
 
 log = logging.getLogger(__name__)
@@ -183,11 +183,6 @@ def _open(url: str, settings: Reconnect) -> tuple[av.container.InputContainer | 
         if isinstance(err, av.error.ExitError) or time.monotonic() - started >= settings.open_timeout:
             return None, f"no answer within {settings.open_timeout:g} s"
         return None, describe(err)
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    return re.sub(r"^([a-z][a-z0-9+.-]*://[^:/@]*):[^@/]*@", r"\1:***@", url, flags=re.IGNORECASE)
 
 
 def _session_times(frames: Iterator[av.VideoFrame], t_start: float) -> Iterator[tuple[float, av.VideoFrame]]:

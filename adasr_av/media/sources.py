@@ -1,28 +1,79 @@
-"""One door for every audio source the CLI names: a media file, `mic`, or an `rtsp://` URL."""
+"""The one place that knows what a source is: a media file, `mic`, or an `rtsp://` URL.
+
+`run`, `batch` and the demo ask it what kind a source is, which files are media, where a file's
+sidecar is and how a URL is written without its password; `open_audio` is the one door to audio.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Literal
 
 from adasr_av.errors import AdasrError
 from adasr_av.types import AudioChunk
 
 log = logging.getLogger(__name__)
 
+SourceKind = Literal["file", "mic", "rtsp"]
+MIC = "mic"
+LIVE_SCHEMES = ("rtsp://", "rtsps://")
+# What a folder or a glob takes, and what the demo's upload accepts
+MEDIA_SUFFIXES = (
+    ".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".wma", ".aif", ".aiff",
+    ".mp4", ".m4v", ".mkv", ".mov", ".webm", ".avi", ".mpg", ".mpeg", ".ts",
+)  # fmt: skip
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    return re.sub(r"^([a-z][a-z0-9+.-]*://[^:/@]*):[^@/]*@", r"\1:***@", url, flags=re.IGNORECASE)
+
+
+def source_kind(source: str) -> SourceKind:
+    """What `source` names; a URL of another scheme is an AdasrError (its password redacted)."""
+    if source == MIC:
+        return "mic"
+    if source.lower().startswith(LIVE_SCHEMES):
+        return "rtsp"
+    if "://" in source:
+        raise AdasrError(f"source {redact(source)}: unsupported URL scheme (use a file, mic or rtsp://)")
+    return "file"
+
+
+def is_media_file(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in MEDIA_SUFFIXES
+
+
+def unsupported_type(name: str) -> str | None:
+    """Why a file of this name is not taken (its suffix), or None when it is."""
+    if is_media_file(name):
+        return None
+    suffix = Path(name).suffix.lower()
+    taken = " ".join(MEDIA_SUFFIXES)
+    return f"{name}: unsupported file type {suffix or '(no extension)'}; use audio or video ({taken})"
+
+
+def sidecar_of(source: str):
+    """The story record beside a media file (`sidecar.read_sidecar`); None for live sources."""
+    from adasr_av.media.sidecar import read_sidecar
+
+    return read_sidecar(source) if source_kind(source) == "file" else None
+
 
 def open_audio(source: str, realtime: bool = False) -> Iterable[AudioChunk]:
     """16 kHz mono chunks from `source`; live sources (mic, RTSP) are real time by nature."""
-    if source == "mic":
+    kind = source_kind(source)
+    if kind == "mic":
         from adasr_av.media.microphone import microphone
 
         return microphone()
-    if source.startswith(("rtsp://", "rtsps://")):
+    if kind == "rtsp":
         from adasr_av.media.rtsp import read_rtsp_audio
 
-        return read_rtsp_audio(source, on_gap=lambda gap: log.warning("%s: %s", source, gap))
-    if "://" in source:
-        raise AdasrError(f"source {source}: unsupported URL scheme (use a file, mic or rtsp://)")
+        return read_rtsp_audio(source, on_gap=lambda gap: log.warning("%s: %s", redact(source), gap))
     from adasr_av.media.file import read_audio
 
     return read_audio(source, realtime=realtime)
