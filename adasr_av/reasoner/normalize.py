@@ -39,7 +39,7 @@ _TYPOGRAPHY = str.maketrans(
         "\u2014": ", ", "\u2026": ".", "(": "", ")": "", "[": "", "]": "", "\u00a0": " ",
     }
 )  # fmt: skip
-_CURRENCY = re.compile(r"\$+\s?(\d[\d,]*(?:\.\d+)?)")
+_CURRENCY = re.compile(r"(?:\$\s*)+(\d[\d,]*(?:\.\d+)?)")
 _CENTS = re.compile(r"(\d[\d,]*)\s?¢")
 _PERCENT = re.compile(r"(\d[\d,]*(?:\.\d+)?)\s?%")
 _DIGIT_GROUPS = re.compile(r"\b\d{1,3}(?:,\d{3})+\b")
