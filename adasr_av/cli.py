@@ -87,6 +87,40 @@ def _add_asr_args(p: argparse.ArgumentParser, prefix: str = "") -> None:
     p.add_argument("--unaware", action="store_true", help="stream time stops while Whisper runs")
 
 
+def _add_video_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--video",
+        choices=["auto", "ocr", "caption", "off"],
+        default="auto",
+        help="text from the frames: OCR, a captioner, or none (default auto: OCR when the file has video)",
+    )
+    p.add_argument("--fps", type=float, default=1.0, help="frames read per second of video (default: 1)")
+    p.add_argument("--caption-model", help="image-to-text model for --video caption (folder or hub id)")
+
+
+def _video_encoders(args, source: str) -> list:
+    """The frame encoders `--video` asks for on this source (none for audio-only sources)."""
+    from adasr_av.media.file import media_streams
+    from adasr_av.media.sources import source_kind
+
+    if args.fps <= 0:
+        raise AdasrError(f"--fps must be positive, got {args.fps}")
+    has_video = source_kind(source) == "file" and media_streams(source)[1] > 0
+    mode = ("ocr" if has_video else "off") if args.video == "auto" else args.video
+    if mode == "off":
+        return []
+    if not has_video:
+        raise AdasrError(f"source {source}: no video stream for --video {mode}")
+    if mode == "ocr":
+        from adasr_av.encoders.ocr import OCREncoder, OCROptions
+
+        return [OCREncoder(OCROptions(computation_aware=not args.unaware))]
+    from adasr_av.encoders.caption import DEFAULT_CAPTION_MODEL, CaptionEncoder, CaptionOptions
+
+    model = args.caption_model or DEFAULT_CAPTION_MODEL
+    return [CaptionEncoder(CaptionOptions(model=model, computation_aware=not args.unaware))]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="adasr-av", description="Reason over audio and video while it streams."
@@ -137,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--plain", action="store_true", help="print timeline lines instead of the live view")
     _add_reasoner_args(run, max_unit_tokens=96)
     _add_asr_args(run, prefix="asr-")
+    _add_video_args(run)
 
     calibrate = sub.add_parser("calibrate", help="measure prefill and decode seconds per token")
     _add_model_args(calibrate)
@@ -329,7 +364,7 @@ def cmd_run(args) -> None:
     from rich.console import Console
 
     from adasr_av.live_view import LiveView
-    from adasr_av.media.sources import open_audio, sidecar_of
+    from adasr_av.media.sources import open_records, sidecar_of
     from adasr_av.pipeline import PipelineRun
     from adasr_av.sinks import EventWriter, TranscriptWriter
 
@@ -338,17 +373,20 @@ def cmd_run(args) -> None:
     _asr_options(args)  # bad ASR flags fail before the source opens or models load
     if args.queue_size < 1:
         raise AdasrError("--queue-size must be at least 1")
-    audio = open_audio(args.source, realtime=args.realtime)  # a bad source fails before models load
+    video = _video_encoders(args, args.source)  # a bad source fails before the reasoner loads
+    records = open_records(args.source, args.fps if video else None, realtime=args.realtime)
     sidecar = sidecar_of(args.source)
     question = args.question if args.question is not None else (sidecar.question if sidecar else "")
     reference = args.reference if args.reference is not None else (sidecar.answer if sidecar else None)
-    models = _pipeline_models(args)
+    models = _pipeline_models(args, video=video)
     print(f"question: {question or '(none: the stream carries it)'}", flush=True)
     if args.reference is None and reference is not None:
         print(f"reference answer from {sidecar.path}", flush=True)
     srt = TranscriptWriter(args.srt, "srt") if args.srt else None
-    on_chunk = srt.write if srt else None
-    run = PipelineRun(models, audio, question, reference, args.queue_size, on_chunk=on_chunk)
+    on_chunk = (
+        (lambda chunk: srt.write(chunk) if chunk.source == "asr" else None) if srt else None
+    )  # speech only
+    run = PipelineRun(models, records, question, reference, args.queue_size, on_chunk=on_chunk)
     writer = EventWriter(args.out) if args.out else None
     console = Console(force_terminal=None if not args.plain else False)
     try:
@@ -566,13 +604,15 @@ def cmd_synth(args) -> None:
     )
 
 
-def _pipeline_models(args, threads: int | None = None):
-    """Whisper and the reasoner the flags ask for, loaded once per batch worker (any process)."""
+def _pipeline_models(args, threads: int | None = None, video: list | None = None):
+    """Whisper, any frame encoders and the reasoner the flags ask for, loaded once per batch worker
+    (any process)."""
+    from adasr_av.encoders.contract import ASREncoder
     from adasr_av.pipeline import PipelineModels
 
     _quiet_libraries()
     asr = _asr_backend(args, "asr_", threads)
-    return PipelineModels(asr, _reasoner(args), _asr_options(args))
+    return PipelineModels(_reasoner(args), [ASREncoder(asr, _asr_options(args)), *(video or [])])
 
 
 def cmd_batch(args) -> None:

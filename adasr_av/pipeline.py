@@ -1,6 +1,13 @@
-"""The live pipeline: capture, encoder and reasoner, each on its own thread, joined by bounded queues.
+"""The live pipeline: capture, encoders and reasoner, each on its own thread, joined by bounded queues.
 
-    audio source ──[audio queue]──▶ streaming ASR ──[chunk queue]──▶ reasoner ──▶ events
+    source ──[audio queue]──▶ streaming ASR ──┐
+      └────[frame queue]──▶ OCR / captioner ──┴─[chunk queue]──▶ merge ──▶ reasoner ──▶ events
+
+The capture thread reads one time-ordered stream of records (audio chunks and video frames, as
+`media.sources` opens them) and hands each to the encoders that take its kind. Each encoder runs on
+its own thread; their chunks are merged into one stream in order of arrival (`t_emit`; on a tie the
+encoder listed first): a chunk is passed on once every other encoder has read past its time, so
+that no earlier chunk can still come (`_merged`).
 
 Every hand-over blocks when the next stage is full, so nothing is dropped: when the reasoner falls
 behind, chunks wait in order in the chunk queue (the ASR meanwhile coalesces audio into fewer,
@@ -26,25 +33,26 @@ Memory stays flat however long the stream: the run keeps the latest `RECENT_CHUN
 `RECENT_EVENTS` events (for live views), counts, the summary, and a compact bounded `Timeline`
 for the figure. Whoever needs everything writes it as it comes (`on_chunk`, the events iterator).
 
-`PipelineModels` holds what is slow to load (Whisper, the reasoner) so that a batch worker or the
-demo loads it once and runs many streams, one at a time.
+`PipelineModels` holds what is slow to load (the encoders' models, the reasoner) so that a batch
+worker or the demo loads it once and runs many streams, one at a time.
 """
 
 from __future__ import annotations
 
+import heapq
 import inspect
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
-from adasr_av.encoders.streaming_asr import ASRStats, StreamingASROptions, transcribe_stream
-from adasr_av.encoders.whisper_backends import WhisperBackend
+from adasr_av.encoders.contract import ASREncoder, Encoder
+from adasr_av.encoders.streaming_asr import ASRStats
 from adasr_av.media.audio import seconds_to_samples
 from adasr_av.reasoner.session import StreamingReasoner
 from adasr_av.sinks import Timeline
-from adasr_av.types import AudioChunk, Event, TextChunk
+from adasr_av.types import AudioChunk, Event, Record, TextChunk, VideoFrame, record_time
 
 _END = object()  # closes a queue
 RECENT_CHUNKS = 256  # text chunks a run keeps for live views (about 10 minutes of speech)
@@ -54,12 +62,21 @@ POLL_S = 0.1  # how often a waiting stage looks at the cancel flag
 
 @dataclass
 class PipelineModels:
-    """The loaded stages a run needs; not thread-safe: one run at a time (`lock`)."""
+    """The loaded stages a run needs: the encoders (in the order that breaks ties between their
+    chunks) and the reasoner; not thread-safe: one run at a time (`lock`)."""
 
-    asr: WhisperBackend
     reasoner: StreamingReasoner
-    asr_options: StreamingASROptions = field(default_factory=StreamingASROptions)
+    encoders: Sequence[Encoder]
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self):
+        self.encoders = tuple(self.encoders)
+        if not self.encoders:
+            raise ValueError("a pipeline needs at least one encoder")
+
+    @property
+    def asr(self) -> ASREncoder | None:
+        return next((e for e in self.encoders if isinstance(e, ASREncoder)), None)
 
 
 @dataclass(frozen=True)
@@ -87,7 +104,7 @@ class PipelineRun:
     def __init__(
         self,
         models: PipelineModels,
-        audio: Iterable[AudioChunk],
+        records: Iterable[Record],
         question: str = "",
         reference: str | None = None,
         queue_size: int = 64,
@@ -98,13 +115,18 @@ class PipelineRun:
             raise ValueError(f"queue_size must be at least 1, got {queue_size}")
         if max_seconds is not None and max_seconds <= 0:
             raise ValueError(f"max_seconds must be positive, got {max_seconds}")
-        self.models, self.audio = models, audio
+        self.models, self.records = models, records
         self.question, self.reference = question, reference
         self.on_chunk, self.max_seconds = on_chunk, max_seconds
-        self.audio_queue: queue.Queue = queue.Queue(queue_size)
-        self.chunk_queue: queue.Queue = queue.Queue(queue_size)
+        encoders = models.encoders
+        self.input_queues = [queue.Queue(queue_size) for _ in encoders]  # records, one queue an encoder
+        self.chunk_queue: queue.Queue = queue.Queue(queue_size)  # (encoder index, chunk or _END)
         self.event_queue: queue.Queue = queue.Queue()  # a chunk's few events; the reader drains them
-        self.stats = ASRStats()
+        self.stats = ASRStats()  # the ASR's, once it runs
+        # stream time each encoder has read up to: none of its later chunks can be earlier
+        self._read_up_to = [float("-inf")] * len(encoders)
+        self._waiting = 0  # chunks handed on by the encoders and not yet fed to the reasoner
+        self._waiting_lock = threading.Lock()
         self.recent_chunks: deque[TextChunk] = deque(maxlen=RECENT_CHUNKS)
         self.recent_events: deque[Event] = deque(maxlen=RECENT_EVENTS)
         self.timeline = Timeline()
@@ -118,10 +140,14 @@ class PipelineRun:
         self._view_lock = threading.Lock()  # the views are read from other threads (the demo's page)
         self._stopping = threading.Event()
         self._cancelled = threading.Event()
-        stages = (("capture", self._capture), ("encoder", self._encode), ("reasoner", self._reason))
+        stages = [("capture", self._capture, ())]
+        stages += [("encoder", self._encode, (i,)) for i in range(len(encoders))]
+        stages += [("reasoner", self._reason, ())]
         self._threads = [
-            threading.Thread(target=self._guard, args=stage, name=f"pipeline-{stage[0]}", daemon=True)
-            for stage in stages
+            threading.Thread(
+                target=self._guard, args=(stage, work, *args), name=f"pipeline-{stage}", daemon=True
+            )
+            for stage, work, args in stages
         ]
         self._alive = 0  # stage threads not ended yet; the last one out releases the models
         self._alive_lock = threading.Lock()
@@ -147,7 +173,7 @@ class PipelineRun:
         """End the source now; what was captured still goes through, then the answer comes."""
         self._stopping.set()
         if self._closes_itself():
-            self.audio.close()  # a live source (microphone, pushed audio) may be waiting for its next block
+            self.records.close()  # a live source (microphone, pushed audio) may be waiting for its next block
 
     def cancel(self) -> None:
         """Abandon the run: every stage stops at its next step; nothing is deliberated or answered."""
@@ -232,13 +258,13 @@ class PipelineRun:
 
     def _closes_itself(self) -> bool:
         """A live source object whose `close()` ends its iteration after what it already holds."""
-        return callable(getattr(self.audio, "close", None)) and not inspect.isgenerator(self.audio)
+        return callable(getattr(self.records, "close", None)) and not inspect.isgenerator(self.records)
 
     # --- stages ------------------------------------------------------------------------------
 
-    def _guard(self, stage: str, work: Callable[[], None]) -> None:
+    def _guard(self, stage: str, work: Callable[..., None], *args) -> None:
         try:
-            work()
+            work(*args)
         except _Cancelled:
             pass
         except BaseException as err:  # noqa: BLE001 - carried to the reader, not swallowed
@@ -268,14 +294,19 @@ class PipelineRun:
     def _capture(self) -> None:
         # a live source that `stop()` closed still yields what it had received; a file just stops
         live = self._closes_itself()
-        iterator = iter(self.audio)
+        iterator = iter(self.records)
+        takers = {
+            kind: [q for q, e in zip(self.input_queues, self.models.encoders, strict=True) if e.takes == kind]
+            for kind in ("audio", "video")
+        }
         try:
-            for chunk in iterator:
-                chunk = self._within_limit(chunk)
-                if chunk is None or self.cancelled:
+            for record in iterator:
+                record = self._within_limit(record)
+                if record is None or self.cancelled:
                     break
-                self._put(self.audio_queue, chunk)
-                self.t_end = chunk.t_end
+                for q in takers["audio" if isinstance(record, AudioChunk) else "video"]:
+                    self._put(q, record)
+                self.t_end = max(self.t_end or 0.0, record_time(record))
                 if self.reached_limit:
                     self.stop()  # as if the user had stopped it: a live source takes no more
                     break
@@ -285,37 +316,98 @@ class PipelineRun:
             close = getattr(iterator, "close", None)
             if close:
                 close()
-        self._put(self.audio_queue, _END)  # only when the source ended well: a failure ends nothing
+        for q in self.input_queues:  # only when the source ended well: a failure ends nothing
+            self._put(q, _END)
 
-    def _within_limit(self, chunk: AudioChunk) -> AudioChunk | None:
-        """The chunk cut at `max_seconds` (None once past it); reaching it ends the stream."""
-        if self.max_seconds is None or chunk.t_end < self.max_seconds:
-            return chunk
+    def _within_limit(self, record: Record) -> Record | None:
+        """The record cut at `max_seconds` (None once past it); reaching it ends the stream."""
+        if self.max_seconds is None or record_time(record) < self.max_seconds:
+            return record
         self.reached_limit = True
-        if chunk.t_start >= self.max_seconds:
+        if isinstance(record, VideoFrame) or record.t_start >= self.max_seconds:
             return None
-        n = seconds_to_samples(self.max_seconds - chunk.t_start)
-        return replace(chunk, samples=chunk.samples[:n], t_end=self.max_seconds)
+        n = seconds_to_samples(self.max_seconds - record.t_start)
+        return replace(record, samples=record.samples[:n], t_end=self.max_seconds)
 
-    def _encode(self) -> None:
-        for chunk in transcribe_stream(
-            self._drain(self.audio_queue), self.models.asr, self.models.asr_options, self.stats
-        ):
-            self._put(self.chunk_queue, chunk)
-        self._put(self.chunk_queue, _END)
+    def _encode(self, index: int) -> None:
+        encoder = self.models.encoders[index]
+        chunks = encoder(self._encoder_input(index))
+        if isinstance(encoder, ASREncoder):
+            self.stats = encoder.stats
+        for chunk in chunks:
+            self._put(self.chunk_queue, (index, chunk))
+            with self._waiting_lock:
+                self._waiting += 1
+        self._read_up_to[index] = float("inf")
+        self._put(self.chunk_queue, (index, _END))
+
+    def _encoder_input(self, index: int) -> Iterator[Record]:
+        """The encoder's records; each one taken says how far it has read (see `_merged`)."""
+        for record in self._drain(self.input_queues[index]):
+            self._read_up_to[index] = record_time(record)
+            yield record
+
+    def _merged(self) -> Iterator[TextChunk]:
+        """The encoders' chunks in order of `t_emit` (ties: the encoder listed first).
+
+        A chunk is released once every other encoder has read past its time (or up to it, for an
+        encoder listed after it): an encoder's chunks come in order of `t_emit` and none is earlier
+        than the last record it took. The read-up-to marks are looked at before the queue is
+        emptied: an encoder hands on its chunks before it takes the next record, so a mark seen
+        covers every chunk it had made by then, and those are all in the queue."""
+        n = len(self.models.encoders)
+        pending: list[tuple[float, int, int, TextChunk]] = []
+        marks, ended, order = list(self._read_up_to), 0, 0
+        while ended < n or pending:
+            if pending and self._releasable(pending[0][0], pending[0][1], marks):
+                yield heapq.heappop(pending)[3]
+                continue
+            marks = list(self._read_up_to)
+            # one encoder: one chunk at a time, so that the queue's bound is the bound on waiting
+            for index, item in self._take_available(1 if n == 1 else None):
+                if item is _END:
+                    ended += 1
+                else:
+                    heapq.heappush(pending, (item.t_emit, index, order, item))
+                    order += 1
+
+    @staticmethod
+    def _releasable(t_emit: float, index: int, marks: list[float]) -> bool:
+        return all(
+            mark > t_emit if other < index else mark >= t_emit
+            for other, mark in enumerate(marks)
+            if other != index
+        )
+
+    def _take_available(self, limit: int | None = None) -> list[tuple[int, object]]:
+        """What the chunk queue holds now (at most `limit` items), waiting up to POLL_S for the first."""
+        self._check_cancelled()
+        try:
+            items = [self.chunk_queue.get(timeout=POLL_S)]
+        except queue.Empty:
+            return []
+        while limit is None or len(items) < limit:
+            try:
+                items.append(self.chunk_queue.get_nowait())
+            except queue.Empty:
+                break
+        return items
 
     def _reason(self) -> None:
         reasoner = self.models.reasoner
         reasoner.start(self.question, self.reference)
-        for chunk in self._drain(self.chunk_queue):
+        for chunk in self._merged():
+            with self._waiting_lock:
+                self._waiting -= 1
             self._record_chunk(chunk)
             if self.on_chunk:
                 self.on_chunk(chunk)
             n = len(reasoner.events)
             reasoner.feed(chunk)
+            waiting = max(self._waiting, 0)  # the chunks that came while this one was read
             for event in reasoner.events[n:]:
                 if event.type == "chunk":
-                    event.info["queued"] = self.chunk_queue.qsize()
+                    event.info["queued"] = waiting
                 self.event_queue.put(event)
         if not self._heard:
             return  # nothing was said: no answer to give

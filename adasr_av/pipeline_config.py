@@ -28,6 +28,13 @@ class ASRSection:
 
 
 @dataclass
+class VideoSection:
+    video: Literal["auto", "ocr", "caption", "off"] = "auto"  # auto: OCR when the file has video
+    fps: float = 1.0  # frames read per second of video
+    caption_model: str | None = None  # an image-to-text model for --video caption
+
+
+@dataclass
 class ReasonerSection:
     model: str | None = None  # default: the bundled reasoner
     adapter: str | None = None
@@ -56,6 +63,7 @@ class OutputSection:
 class PipelineConfig:
     source: SourceSection = field(default_factory=SourceSection)
     asr: ASRSection = field(default_factory=ASRSection)
+    video: VideoSection = field(default_factory=VideoSection)
     reasoner: ReasonerSection = field(default_factory=ReasonerSection)
     output: OutputSection = field(default_factory=OutputSection)
 

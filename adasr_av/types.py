@@ -28,6 +28,14 @@ class VideoFrame:
     t: float
 
 
+Record = AudioChunk | VideoFrame  # what a source yields, in time order
+
+
+def record_time(record: Record) -> float:
+    """When a record is complete on the stream's clock: an audio chunk's end, a frame's moment."""
+    return record.t_end if isinstance(record, AudioChunk) else record.t
+
+
 @dataclass(frozen=True)
 class Word:
     """One recognised word spoken over [t_start, t_end] and committed at t_commit (stream time);

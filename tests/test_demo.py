@@ -29,6 +29,7 @@ from adasr_av.demo import (
     render_answer,
     transcript_view,
 )
+from adasr_av.encoders.contract import ASREncoder
 from adasr_av.encoders.streaming_asr import StreamingASROptions
 from adasr_av.encoders.whisper_backends import load_backend
 from adasr_av.errors import AdasrError
@@ -48,7 +49,7 @@ UNAWARE = StreamingASROptions(computation_aware=False)  # chunk times independen
 def models():
     """Whisper tiny.en and the bundled SFT reasoner, loaded once as the demo does."""
     model, tokenizer = load_reasoner_model("tiny-streaming-sft")
-    return PipelineModels(load_backend(), StreamingReasoner(model, tokenizer), UNAWARE)
+    return PipelineModels(StreamingReasoner(model, tokenizer), [ASREncoder(load_backend(), UNAWARE)])
 
 
 def story_record() -> dict:

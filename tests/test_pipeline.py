@@ -17,6 +17,7 @@ import pytest
 
 from adasr_av import pipeline as pipeline_module
 from adasr_av.cli import main
+from adasr_av.encoders.contract import ASREncoder
 from adasr_av.encoders.streaming_asr import StreamingASROptions, transcribe_stream
 from adasr_av.encoders.whisper_backends import load_backend
 from adasr_av.errors import AdasrError
@@ -50,7 +51,9 @@ def strip(event) -> dict:
 def test_threads_give_the_events_of_the_sequential_run(asr, reasoner_model):
     model, tokenizer = reasoner_model
     run = PipelineRun(
-        PipelineModels(asr, StreamingReasoner(model, tokenizer), UNAWARE), read_audio(STORY), "Q?"
+        PipelineModels(StreamingReasoner(model, tokenizer), [ASREncoder(asr, UNAWARE)]),
+        read_audio(STORY),
+        "Q?",
     )
     threaded = run.run()
     audio = list(read_audio(STORY))
@@ -74,7 +77,7 @@ class SlowReasoner(StreamingReasoner):
 def test_a_slow_reasoner_makes_chunks_wait_in_order_none_dropped(asr, reasoner_model):
     committed = []
     run = PipelineRun(
-        PipelineModels(asr, SlowReasoner(*reasoner_model), UNAWARE),
+        PipelineModels(SlowReasoner(*reasoner_model), [ASREncoder(asr, UNAWARE)]),
         read_audio(STORY),
         queue_size=1,
         on_chunk=committed.append,
@@ -92,7 +95,9 @@ def test_stop_closes_a_live_source_and_still_answers(asr, reasoner_model):
     """A pushed (browser-style) source that never ends by itself: stop() ends it, the answer comes."""
     audio = PushedAudio()
     run = PipelineRun(
-        PipelineModels(asr, StreamingReasoner(*reasoner_model), UNAWARE), audio, "How many cookies?"
+        PipelineModels(StreamingReasoner(*reasoner_model), [ASREncoder(asr, UNAWARE)]),
+        audio,
+        "How many cookies?",
     )
     samples = [c.samples for c in read_audio(STORY)]
     half = len(samples) // 2
@@ -150,7 +155,9 @@ def test_a_failing_source_ends_the_run_with_its_error_and_no_deliberation(asr, r
             yield chunk
 
     reasoner = CountingReasoner(*reasoner_model)
-    run = PipelineRun(PipelineModels(asr, reasoner, UNAWARE), breaks_once_streaming(), queue_size=4)
+    run = PipelineRun(
+        PipelineModels(reasoner, [ASREncoder(asr, UNAWARE)]), breaks_once_streaming(), queue_size=4
+    )
     seen: list = []
     error = read_events(run, seen)
     assert isinstance(error, AdasrError) and "camera.mp4: decoding failed at" in str(error)
@@ -180,14 +187,16 @@ class BrokenWhisper:
 
 
 def test_an_encoder_failing_mid_stream_ends_the_run_with_its_error_and_no_deliberation(asr, reasoner_model):
-    models = PipelineModels(BrokenWhisper(asr), CountingReasoner(*reasoner_model), UNAWARE)
+    models = PipelineModels(CountingReasoner(*reasoner_model), [ASREncoder(BrokenWhisper(asr), UNAWARE)])
     run = PipelineRun(models, read_audio(STORY))
     seen: list = []
     error = read_events(run, seen)
     assert isinstance(error, RuntimeError) and "illegal memory access" in str(error)
-    assert run.failure.stage == "encoder" and models.asr.calls == 3
+    assert run.failure.stage == "encoder" and models.asr.backend.calls == 3
     assert_ended_cleanly(run, seen)
-    models.asr = asr  # the next run on the same models takes them at once and answers
+    models.encoders = (
+        ASREncoder(asr, UNAWARE),
+    )  # the next run on the same models takes them at once and answers
     assert PipelineRun(models, read_audio(STORY)).run()[-1].type == "summary"
 
 
@@ -220,7 +229,7 @@ def test_the_models_stay_held_while_a_stage_still_works_after_a_failure(asr, rea
 
     reasoner = BusyReasoner(*reasoner_model)
     run = PipelineRun(
-        PipelineModels(asr, reasoner, UNAWARE), breaks_once_the_reasoner_is_busy(), queue_size=4
+        PipelineModels(reasoner, [ASREncoder(asr, UNAWARE)]), breaks_once_the_reasoner_is_busy(), queue_size=4
     )
     seen: list = []
     result: list = []
@@ -244,7 +253,7 @@ def test_cancel_ends_every_stage_without_an_answer(asr, reasoner_model):
     audio = PushedAudio()
     for block in [c.samples for c in read_audio(STORY)]:
         audio.push(block, 16000)  # the page keeps the stream open: it never closes it
-    run = PipelineRun(PipelineModels(asr, CountingReasoner(*reasoner_model), UNAWARE), audio)
+    run = PipelineRun(PipelineModels(CountingReasoner(*reasoner_model), [ASREncoder(asr, UNAWARE)]), audio)
     seen: list = []
     for event in run:
         seen.append(event)
@@ -259,7 +268,9 @@ def test_max_seconds_ends_the_stream_there_and_it_is_answered(asr, reasoner_mode
     for block in [c.samples for c in read_audio(STORY)]:
         audio.push(block, 16000)
     run = PipelineRun(
-        PipelineModels(asr, StreamingReasoner(*reasoner_model), UNAWARE), audio, max_seconds=6.25
+        PipelineModels(StreamingReasoner(*reasoner_model), [ASREncoder(asr, UNAWARE)]),
+        audio,
+        max_seconds=6.25,
     )
     events = run.run()
     assert run.reached_limit and run.t_end == pytest.approx(6.25)
@@ -276,7 +287,7 @@ def test_the_views_are_bounded_and_the_counts_run_on(asr, reasoner_model, monkey
     monkeypatch.setattr(pipeline_module, "RECENT_EVENTS", 3)
     committed = []
     run = PipelineRun(
-        PipelineModels(asr, StreamingReasoner(*reasoner_model), UNAWARE),
+        PipelineModels(StreamingReasoner(*reasoner_model), [ASREncoder(asr, UNAWARE)]),
         read_audio(STORY),
         on_chunk=committed.append,
     )
@@ -364,7 +375,7 @@ def test_run_without_a_source_says_so(capsys):
 def test_stop_keeps_the_audio_a_live_source_already_received(asr, reasoner_model):
     """Everything pushed before stop() is heard: stopping a recording loses none of it."""
     audio = PushedAudio()
-    run = PipelineRun(PipelineModels(asr, StreamingReasoner(*reasoner_model), UNAWARE), audio)
+    run = PipelineRun(PipelineModels(StreamingReasoner(*reasoner_model), [ASREncoder(asr, UNAWARE)]), audio)
     samples = [c.samples for c in read_audio(STORY)]
     for block in samples:
         audio.push(block, 16000)

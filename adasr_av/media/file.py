@@ -63,6 +63,15 @@ def read_video_frames(
     return paced(frames, lambda frame: frame.t, start=start_at) if realtime else frames
 
 
+def media_streams(path: str | Path) -> tuple[int, int]:
+    """How many audio and video streams a media file has (cover art is no video)."""
+    with open_media(path) as container:
+        video = [
+            s for s in container.streams.video if not (s.disposition & av.stream.Disposition.attached_pic)
+        ]
+        return len(container.streams.audio), len(video)
+
+
 def open_media(path: str | Path) -> av.container.InputContainer:
     """Open a media file for decoding; every failure is one AdasrError line naming the file."""
     path = Path(path)

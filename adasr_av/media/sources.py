@@ -1,7 +1,8 @@
 """The one place that knows what a source is: a media file, `mic`, or an `rtsp://` URL.
 
 `run`, `batch` and the demo ask it what kind a source is, which files are media, where a file's
-sidecar is and how a URL is written without its password; `open_audio` is the one door to audio.
+sidecar is and how a URL is written without its password; `open_audio` is the one door to audio,
+`open_records` to audio and video frames together.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from adasr_av.errors import AdasrError
-from adasr_av.types import AudioChunk
+from adasr_av.types import AudioChunk, Record, record_time
 
 log = logging.getLogger(__name__)
 
@@ -104,3 +105,31 @@ class EndTracker:
         for chunk in self.records:
             self.t_end = chunk.t_end
             yield chunk
+
+
+def open_records(source: str, fps: float | None = None, realtime: bool = False) -> Iterator[Record]:
+    """Audio chunks and, with `fps`, video frames at that rate, as one stream in time order.
+
+    A file is read twice over, once per stream, and the two merged by time (a record's time is when
+    it is complete); `realtime` paces the merged stream. A file without the streams asked for is an
+    AdasrError naming it; a file without audio gives its frames alone. Live sources give audio.
+    """
+    import heapq
+
+    from adasr_av.media.pacing import paced
+
+    kind = source_kind(source)
+    if fps is None or kind != "file":
+        return iter(open_audio(source, realtime=realtime))
+    from adasr_av.media.file import media_streams, read_audio, read_video_frames
+
+    audio_streams, video_streams = media_streams(source)
+    streams = []
+    if audio_streams:
+        streams.append(read_audio(source))
+    if video_streams:
+        streams.append(read_video_frames(source, fps))
+    if not streams:
+        raise AdasrError(f"media file {source}: no audio or video stream")
+    merged = heapq.merge(*streams, key=record_time)
+    return paced(merged, record_time) if realtime else merged

@@ -267,7 +267,7 @@ class StreamingReasoner:
         if not chunk.text.strip():
             for row in self.rollouts:
                 begin, done = row.schedule.run(a_i, 0.0)
-                row.emit("chunk", chunk.text, index, 0, a_i, begin, done, empty=True)
+                row.emit("chunk", chunk.text, index, 0, a_i, begin, done, empty=True, source=chunk.source)
             return self.events[-1]
         spans = [self._span_ids(chunk_span(chunk.text, self._lag_hint(row, a_i))) for row in self.rollouts]
         full = [len(ids) for ids in spans]
@@ -278,8 +278,9 @@ class StreamingReasoner:
             begin, done = row.schedule.run(a_i, self.clock.duration(len(ids), 0, wall))
             cut = {"truncated_tokens": n - len(ids)} if n > len(ids) else {}
             row.emit(
-                "chunk", chunk.text, index, len(ids), a_i, begin, done, lag_s=round(lag(begin, a_i), 4), **cut
-            )
+                "chunk", chunk.text, index, len(ids), a_i, begin, done,
+                lag_s=round(lag(begin, a_i), 4), source=chunk.source, **cut,
+            )  # fmt: skip
         self._unit(index, a_i)
         for row, start in zip(self.rollouts, starts, strict=True):
             row.close_piece(start, index, thinks=row.events[-1].type == "think")

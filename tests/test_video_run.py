@@ -1,0 +1,73 @@
+"""`adasr-av run` on video: H.264 + AAC clips made here (PyAV), frames read by the real OCR, the
+speech by the real Whisper, both merged into the stream the bundled reasoner reads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from adasr_av.cli import main
+from adasr_av.data.video import Slide, write_video
+from adasr_av.media.file import read_audio
+
+DEMOS = Path(__file__).resolve().parent.parent / "demos" / "media"
+SHOWN = "The shop opens at 9 o'clock."
+STORY = ("Tom has 21 dollars.", "He earns 63 dollars every hour.", "He works for 12 hours.",
+         "How many dollars does Tom have now?")  # fmt: skip
+
+
+def events_of(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("video")
+    speech = np.concatenate([c.samples for c in read_audio(DEMOS / "wages.mp3")])
+    mixed = write_video(folder / "mixed.mp4", [Slide(SHOWN, 1.0, 4.5)], len(speech) / 16000, speech)
+    slides = [Slide(text, 3.0 * k, 3.0 * (k + 1)) for k, text in enumerate(STORY)]
+    silent = write_video(folder / "slides.mp4", slides, 13.0)
+    return {"mixed": mixed, "slides": silent}
+
+
+def test_a_clip_with_narration_and_slides_gives_one_stream_of_both(clips, tmp_path):
+    out, srt = tmp_path / "events.jsonl", tmp_path / "speech.srt"
+    assert (
+        main(["run", str(clips["mixed"]), "--unaware", "--plain", "--out", str(out), "--srt", str(srt)]) == 0
+    )
+    events = events_of(out)
+    chunks = [e for e in events if e["type"] == "chunk"]
+    shown = [c for c in chunks if c["source"] == "ocr"]
+    assert [c["text"] for c in shown] == [SHOWN]
+    assert sum(c["source"] == "asr" for c in chunks) >= 3
+    times = [c["t_avail"] for c in chunks]
+    assert times == sorted(times)  # merged by arrival
+    assert 1.0 <= shown[0]["t_avail"] <= 3.5  # read once stable: the second frame that showed it
+    assert events[-1]["type"] == "summary" and events[-2]["type"] == "answer"
+    assert "shop" not in srt.read_text().lower() and "dollars" in srt.read_text().lower()  # speech only
+
+
+def test_a_slideshow_without_sound_is_read_and_answered(clips, tmp_path):
+    out = tmp_path / "events.jsonl"
+    assert main(["run", str(clips["slides"]), "--unaware", "--plain", "--out", str(out)]) == 0
+    events = events_of(out)
+    chunks = [e for e in events if e["type"] == "chunk"]
+    assert [c["text"] for c in chunks] == list(STORY) and {c["source"] for c in chunks} == {"ocr"}
+    assert events[-2]["type"] == "answer" and events[-1]["type"] == "summary"
+
+
+def test_video_off_reads_only_the_speech(clips, tmp_path):
+    out = tmp_path / "events.jsonl"
+    assert (
+        main(["run", str(clips["mixed"]), "--unaware", "--plain", "--video", "off", "--out", str(out)]) == 0
+    )
+    assert {e["source"] for e in events_of(out) if e["type"] == "chunk"} == {"asr"}
+
+
+def test_asking_for_frames_of_an_audio_file_is_one_line(capsys):
+    assert main(["run", str(DEMOS / "wages.mp3"), "--video", "ocr"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no video stream for --video ocr" in err
