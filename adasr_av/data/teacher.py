@@ -54,7 +54,7 @@ def gold_spans(
     prompt = question_span(story.question, *([instruction] if instruction is not None else []))
     spans: list[tuple[SpanRole, str]] = [("env", prompt)]
     for chunk, informative, thought in zip(story.chunks, story.informative, story.thoughts, strict=True):
-        spans.append(("env", chunk_span(chunk.text)))
+        spans.append(("env", chunk_span(chunk.text, source=chunk.source)))
         if mode == "streaming":
             spans.append(("model", unit(informative, thought, style)))
     spans.append(("env", stream_end_span()))

@@ -96,11 +96,18 @@ def question_span(question: str, instruction: str = DEFAULT_INSTRUCTION) -> str:
     return f"{instruction}{normalize_text(question)}{QUESTION_END}"
 
 
-def chunk_span(text: str, lag_s: float | None = None) -> str:
-    """Environment span of one chunk, its text in the one written form (`normalize_text`);
-    `lag_s` (HRPO's optional hint) says how long it waited."""
+# How a chunk says where it came from: what was heard (ASR, or a text stream, which stands in for
+# it in training) goes untagged, as the bundled models learnt it; what was seen is tagged first.
+SOURCE_TAGS = {"asr": "", "text": "", "ocr": "On screen: ", "caption": "Seen: "}
+
+
+def chunk_span(text: str, lag_s: float | None = None, source: str = "text") -> str:
+    """Environment span of one chunk, its text in the one written form (`normalize_text`) after its
+    source's tag (`SOURCE_TAGS`); `lag_s` (HRPO's optional hint) says how long it waited."""
+    if source not in SOURCE_TAGS:
+        raise ValueError(f"unknown chunk source {source!r} (one of {', '.join(SOURCE_TAGS)})")
     hint = f" (lag {lag_s:.1f} s)" if lag_s is not None else ""
-    return f"{normalize_text(text)}{hint}{CHUNK_END}"
+    return f"{SOURCE_TAGS[source]}{normalize_text(text)}{hint}{CHUNK_END}"
 
 
 def stream_end_span() -> str:
