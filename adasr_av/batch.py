@@ -92,6 +92,7 @@ class BatchOptions:
     realtime: bool = False  # play each file at its real speed
     progress: bool = False
     max_seconds: float | None = None  # stop each input there (stream seconds); required for live inputs
+    fps: float = 1.0  # frames read per second of a video file, when the models have a frame encoder
 
     def __post_init__(self):
         if self.workers is not None and self.workers < 1:
@@ -548,14 +549,15 @@ def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
 def run_file(models: PipelineModels, item: BatchItem, spool: Path, options: BatchOptions) -> FileResult:
     """One file through the pipeline, its events and SRT written into `spool` as they come (part
     files named in the result); any failure is the result's one-line error, never raised."""
-    from adasr_av.media.sources import open_audio
+    from adasr_av.media.sources import open_records
 
     started = time.perf_counter()
     tag = uuid.uuid4().hex[:8]
     parts = {suffix: spool / f".{item.stem}{suffix}.{tag}.part" for suffix in OUTPUT_SUFFIXES}
     try:
-        audio = open_audio(item.source, realtime=options.realtime)
-        result = _stream_to(parts, models, audio, item, options.max_seconds)
+        frames = any(encoder.takes == "video" for encoder in models.encoders)
+        records = open_records(item.source, options.fps if frames else None, realtime=options.realtime)
+        result = _stream_to(parts, models, records, item, options.max_seconds)
     except AdasrError as err:
         result = FileResult(error=str(err))
     except Exception as err:  # noqa: BLE001 - one file's failure is its row, not the batch's end
@@ -570,15 +572,16 @@ def run_file(models: PipelineModels, item: BatchItem, spool: Path, options: Batc
 
 
 def _stream_to(
-    parts: dict[str, Path], models, audio, item: BatchItem, max_seconds: float | None
+    parts: dict[str, Path], models, records, item: BatchItem, max_seconds: float | None
 ) -> FileResult:
     """The pipeline's events and chunks written to the part files as they happen."""
     from adasr_av.pipeline import PipelineRun
     from adasr_av.sinks import EventWriter, TranscriptWriter
 
     with TranscriptWriter(parts[TRANSCRIPT_SUFFIX], "srt") as srt, EventWriter(parts[EVENTS_SUFFIX]) as log:
+        speech = lambda chunk: srt.write(chunk) if chunk.source == "asr" else None  # noqa: E731 - SRT: speech
         run = PipelineRun(
-            models, audio, item.question, item.reference, on_chunk=srt.write, max_seconds=max_seconds
+            models, records, item.question, item.reference, on_chunk=speech, max_seconds=max_seconds
         )
         for event in run:
             log.write(event)

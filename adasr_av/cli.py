@@ -98,27 +98,35 @@ def _add_video_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--caption-model", help="image-to-text model for --video caption (folder or hub id)")
 
 
-def _video_encoders(args, source: str) -> list:
-    """The frame encoders `--video` asks for on this source (none for audio-only sources)."""
+def _video_mode(args, source: str | None = None) -> str:
+    """What `--video` means for `source` (None: for any file of a batch, where auto means OCR)."""
     from adasr_av.media.file import media_streams
     from adasr_av.media.sources import source_kind
 
     if args.fps <= 0:
         raise AdasrError(f"--fps must be positive, got {args.fps}")
+    if source is None:
+        return "ocr" if args.video == "auto" else args.video
     has_video = source_kind(source) == "file" and media_streams(source)[1] > 0
-    mode = ("ocr" if has_video else "off") if args.video == "auto" else args.video
-    if mode == "off":
-        return []
-    if not has_video:
-        raise AdasrError(f"source {source}: no video stream for --video {mode}")
+    if args.video == "auto":
+        return "ocr" if has_video else "off"
+    if args.video != "off" and not has_video:
+        raise AdasrError(f"source {source}: no video stream for --video {args.video}")
+    return args.video
+
+
+def _frame_encoders(args, mode: str) -> list:
+    """The frame encoder `mode` names (none for off)."""
     if mode == "ocr":
         from adasr_av.encoders.ocr import OCREncoder, OCROptions
 
         return [OCREncoder(OCROptions(computation_aware=not args.unaware))]
-    from adasr_av.encoders.caption import DEFAULT_CAPTION_MODEL, CaptionEncoder, CaptionOptions
+    if mode == "caption":
+        from adasr_av.encoders.caption import DEFAULT_CAPTION_MODEL, CaptionEncoder, CaptionOptions
 
-    model = args.caption_model or DEFAULT_CAPTION_MODEL
-    return [CaptionEncoder(CaptionOptions(model=model, computation_aware=not args.unaware))]
+        model = args.caption_model or DEFAULT_CAPTION_MODEL
+        return [CaptionEncoder(CaptionOptions(model=model, computation_aware=not args.unaware))]
+    return []
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -226,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(batch)
     _add_reasoner_args(batch, max_unit_tokens=96)
     _add_asr_args(batch, prefix="asr-")
+    _add_video_args(batch)
 
     train = sub.add_parser("train", help="train a streaming reasoner (sft, hrpo) or plot a training log")
     stage = train.add_subparsers(dest="stage", required=True)
@@ -373,8 +382,8 @@ def cmd_run(args) -> None:
     _asr_options(args)  # bad ASR flags fail before the source opens or models load
     if args.queue_size < 1:
         raise AdasrError("--queue-size must be at least 1")
-    video = _video_encoders(args, args.source)  # a bad source fails before the reasoner loads
-    records = open_records(args.source, args.fps if video else None, realtime=args.realtime)
+    video = _video_mode(args, args.source)  # a bad source fails before models load
+    records = open_records(args.source, args.fps if video != "off" else None, realtime=args.realtime)
     sidecar = sidecar_of(args.source)
     question = args.question if args.question is not None else (sidecar.question if sidecar else "")
     reference = args.reference if args.reference is not None else (sidecar.answer if sidecar else None)
@@ -604,15 +613,16 @@ def cmd_synth(args) -> None:
     )
 
 
-def _pipeline_models(args, threads: int | None = None, video: list | None = None):
-    """Whisper, any frame encoders and the reasoner the flags ask for, loaded once per batch worker
-    (any process)."""
+def _pipeline_models(args, threads: int | None = None, video: str = "off"):
+    """Whisper, the frame encoder `video` names and the reasoner the flags ask for, loaded once per
+    batch worker (any process)."""
     from adasr_av.encoders.contract import ASREncoder
     from adasr_av.pipeline import PipelineModels
 
     _quiet_libraries()
     asr = _asr_backend(args, "asr_", threads)
-    return PipelineModels(_reasoner(args), [ASREncoder(asr, _asr_options(args)), *(video or [])])
+    encoders = [ASREncoder(asr, _asr_options(args)), *_frame_encoders(args, video)]
+    return PipelineModels(_reasoner(args), encoders)
 
 
 def cmd_batch(args) -> None:
@@ -625,13 +635,14 @@ def cmd_batch(args) -> None:
         raise AdasrError("batch needs INPUT files, folders or globs, or --questions FILE.csv")
     _asr_options(args)
     options = BatchOptions(
-        args.workers, args.ray, args.realtime, sys.stderr.isatty(), max_seconds=args.max_seconds
+        args.workers, args.ray, args.realtime, sys.stderr.isatty(), args.max_seconds, args.fps
     )
     _clock(args)  # bad flags fail before any file runs or any model loads
     _reasoner_options(args)
     _asr_model(args, "asr_")  # and Whisper base is assembled once, not by each worker
+    video = _video_mode(args)
     items = plan_batch(args.inputs, args.question, args.questions)
-    report = run_batch(items, partial(_pipeline_models, args), args.out, options)
+    report = run_batch(items, partial(_pipeline_models, args, video=video), args.out, options)
     print(report.line())
     if report.failure():
         raise AdasrError(report.failure())

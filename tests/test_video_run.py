@@ -71,3 +71,12 @@ def test_asking_for_frames_of_an_audio_file_is_one_line(capsys):
     assert main(["run", str(DEMOS / "wages.mp3"), "--video", "ocr"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "no video stream for --video ocr" in err
+
+
+def test_batch_takes_video_files(clips, tmp_path):
+    out = tmp_path / "out"
+    assert main(["batch", str(clips["slides"].parent), "--unaware", "--out", str(out)]) == 0
+    for stem in ("mixed", "slides"):
+        sources = {e["source"] for e in events_of(out / f"{stem}.events.jsonl") if e["type"] == "chunk"}
+        assert sources == ({"asr", "ocr"} if stem == "mixed" else {"ocr"})
+    assert "shop" not in (out / "mixed.srt").read_text().lower()  # the SRT is the speech

@@ -269,7 +269,10 @@ class StreamingReasoner:
                 begin, done = row.schedule.run(a_i, 0.0)
                 row.emit("chunk", chunk.text, index, 0, a_i, begin, done, empty=True, source=chunk.source)
             return self.events[-1]
-        spans = [self._span_ids(chunk_span(chunk.text, self._lag_hint(row, a_i), chunk.source)) for row in self.rollouts]
+        spans = [
+            self._span_ids(chunk_span(chunk.text, self._lag_hint(row, a_i), chunk.source))
+            for row in self.rollouts
+        ]
         full = [len(ids) for ids in spans]
         spans = self._fit_context(spans, index, a_i)
         starts = [len(row.context) for row in self.rollouts]
