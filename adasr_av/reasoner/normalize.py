@@ -154,14 +154,16 @@ def _next_word(tokens: list[str], i: int) -> str | None:
 def normalize_text(text: str) -> str:
     """`text` in the reasoner's one written form (see the module docstring); idempotent."""
     text = text.translate(_TYPOGRAPHY)
+    # spacing first, so that no rule below sees a form a second pass would see otherwise
+    text = _SPACE_BEFORE_PUNCT.sub(r"\1", " ".join(text.split()))
     text = _numbers_to_digits(text)
     text = _CURRENCY.sub(lambda m: f"{m.group(1)} dollars", text)
     text = _CENTS.sub(lambda m: f"{m.group(1)} cents", text)
     text = _PERCENT.sub(lambda m: f"{m.group(1)} percent", text)
     text = _DIGIT_GROUPS.sub(lambda m: m.group(0).replace(",", ""), text)
-    text = re.sub(r"\.{2,}", ".", text)
     text = " ".join(text.split())
     text = _SPACE_BEFORE_PUNCT.sub(r"\1", text)
+    text = re.sub(r"\.{2,}", ".", text)  # after the spaces go: ". ." is an ellipsis too
     return _SENTENCE_START.sub(lambda m: m.group(1) + m.group(2).upper(), text)
 
 
