@@ -431,7 +431,9 @@ def test_a_chunk_span_says_what_was_seen_and_leaves_what_was_heard_as_it_was():
     from adasr_av.reasoner.protocol import CHUNK_END, SOURCE_TAGS, chunk_span
 
     heard = chunk_span("Tom has twenty-one dollars.")
-    assert heard == "Tom has 21 dollars." + CHUNK_END == chunk_span("Tom has twenty-one dollars.", source="asr")
+    assert (
+        heard == "Tom has 21 dollars." + CHUNK_END == chunk_span("Tom has twenty-one dollars.", source="asr")
+    )
     assert chunk_span("Tom has 21 dollars.", source="ocr") == "On screen: Tom has 21 dollars." + CHUNK_END
     assert chunk_span("A man at a desk.", source="caption").startswith("Seen: ")
     assert set(SOURCE_TAGS) == {"asr", "text", "ocr", "caption"}
