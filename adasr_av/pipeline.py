@@ -47,7 +47,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
-from adasr_av.encoders.contract import ASREncoder, Encoder
+from adasr_av.encoders.contract import Encoder
 from adasr_av.encoders.streaming_asr import ASRStats
 from adasr_av.media.audio import seconds_to_samples
 from adasr_av.reasoner.session import StreamingReasoner
@@ -75,8 +75,8 @@ class PipelineModels:
             raise ValueError("a pipeline needs at least one encoder")
 
     @property
-    def asr(self) -> ASREncoder | None:
-        return next((e for e in self.encoders if isinstance(e, ASREncoder)), None)
+    def reads_frames(self) -> bool:
+        return any(encoder.takes == "video" for encoder in self.encoders)
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ class PipelineRun:
         self.input_queues = [queue.Queue(queue_size) for _ in encoders]  # records, one queue an encoder
         self.chunk_queue: queue.Queue = queue.Queue(queue_size)  # (encoder index, chunk or _END)
         self.event_queue: queue.Queue = queue.Queue()  # a chunk's few events; the reader drains them
-        self.stats = ASRStats()  # the ASR's, once it runs
+        self.encoder_stats = {encoder.source: encoder.new_stats() for encoder in encoders}
         # stream time each encoder has read up to: none of its later chunks can be earlier
         self._read_up_to = [float("-inf")] * len(encoders)
         self._waiting = 0  # chunks handed on by the encoders and not yet fed to the reasoner
@@ -319,6 +319,11 @@ class PipelineRun:
         for q in self.input_queues:  # only when the source ended well: a failure ends nothing
             self._put(q, _END)
 
+    @property
+    def stats(self) -> ASRStats:
+        """The speech encoder's stats (empty when the run has none)."""
+        return self.encoder_stats.get("asr") or ASRStats()
+
     def _within_limit(self, record: Record) -> Record | None:
         """The record cut at `max_seconds` (None once past it); reaching it ends the stream."""
         if self.max_seconds is None or record_time(record) < self.max_seconds:
@@ -331,9 +336,7 @@ class PipelineRun:
 
     def _encode(self, index: int) -> None:
         encoder = self.models.encoders[index]
-        chunks = encoder(self._encoder_input(index))
-        if isinstance(encoder, ASREncoder):
-            self.stats = encoder.stats
+        chunks = encoder(self._encoder_input(index), self.encoder_stats[encoder.source])
         for chunk in chunks:
             self._put(self.chunk_queue, (index, chunk))
             with self._waiting_lock:

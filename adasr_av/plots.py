@@ -9,6 +9,7 @@ from pathlib import Path
 
 from adasr_av.types import Event, TextChunk
 
+SOURCE_COLOURS = {"asr": "#d7dde4", "ocr": "#f2d59b", "caption": "#c5e3c0"}  # a chunk's media span
 COLOURS = {"chunk": "#9aa5b1", "think": "#2f6fdf", "skip": "#b0b0b0", "deep": "#e8893a", "answer": "#2e9e5b"}
 
 
@@ -22,8 +23,15 @@ def timeline_figure(events: Sequence[Event], chunks: Sequence[TextChunk] = (), t
     fig = Figure(figsize=(10, 2.8), layout="constrained")
     ax = fig.add_subplot()
     lanes = {"media": 2, "arrival": 1, "reasoner": 0}
-    for chunk in chunks:
-        ax.barh(lanes["media"], chunk.t_end - chunk.t_start, left=chunk.t_start, height=0.5, color="#d7dde4")
+    for chunk in chunks:  # the media span, coloured by where the text came from
+        colour = SOURCE_COLOURS.get(chunk.source, SOURCE_COLOURS["asr"])
+        ax.barh(
+            lanes["media"],
+            max(chunk.t_end - chunk.t_start, 0.05),
+            left=chunk.t_start,
+            height=0.5,
+            color=colour,
+        )
     for event in events:
         width = max(event.t_done - event.t_begin, 0.02)
         if event.type == "chunk" and event.tokens:
@@ -42,8 +50,10 @@ def timeline_figure(events: Sequence[Event], chunks: Sequence[TextChunk] = (), t
     ax.set_ylim(-0.6, 2.6)
     ax.set_xlim(left=0)
     ax.set_xlabel("stream time (s)")
-    handles = [matplotlib.patches.Patch(color=c, label=k) for k, c in COLOURS.items()]
-    ax.legend(handles=handles, loc="upper left", fontsize=7, ncols=5, frameon=False, bbox_to_anchor=(0, 1.18))
+    sources = [source for source in SOURCE_COLOURS if any(c.source == source for c in chunks)]
+    legend = {**{f"{s} text": SOURCE_COLOURS[s] for s in sources}, **COLOURS}
+    handles = [matplotlib.patches.Patch(color=c, label=k) for k, c in legend.items()]
+    ax.legend(handles=handles, loc="upper left", fontsize=7, ncols=8, frameon=False, bbox_to_anchor=(0, 1.18))
     if title:
         fig.suptitle(title, fontsize=9)
     return fig

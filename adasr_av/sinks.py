@@ -31,7 +31,9 @@ def format_event(event: Event) -> str:
     if event.type == "chunk":
         waited = event.t_begin - event.t_avail
         lag = f"  (waited {waited:.2f}s)" if waited > 0.005 else ""
-        return f"{event.t_avail:8.2f}s  chunk {i:<4} {_clip(event.text, _WIDTH)}{lag}"
+        source = event.info.get("source", "asr")
+        tag = f"[{source}] " if source != "asr" else ""  # speech is the default: only others are named
+        return f"{event.t_avail:8.2f}s  chunk {i:<4} {tag}{_clip(event.text, _WIDTH - len(tag))}{lag}"
     if event.type == "think":
         return f"{t}  think {i:<4} {_clip(event.text, _WIDTH - 30)} {span}{flags}"
     if event.type == "skip":

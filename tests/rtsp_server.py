@@ -3,7 +3,8 @@
 Run with Debian's system python (it has `gi`): `/usr/bin/python3 tests/rtsp_server.py FILE PORT`.
 Prints "READY" once it listens; serves rtsp://127.0.0.1:PORT/stream until killed. Every client
 session plays FILE from its start, the way a camera's stream restarts when the camera does.
-`--video` serves a test pattern (H.264) instead of FILE's audio.
+`--video` serves a test pattern (H.264) instead of FILE's audio; `--av` serves an mp4 FILE's
+H.264 video and its audio as two tracks, as a camera with a microphone does.
 """
 
 from __future__ import annotations
@@ -27,12 +28,20 @@ VIDEO_PIPELINE = (
     "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 ! rtph264pay name=pay0 pt=96 )"
 )
 
+AV_PIPELINE = (
+    '( filesrc location="{path}" ! qtdemux name=d '
+    "d.video_0 ! queue ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 "
+    "d.audio_0 ! queue ! decodebin ! audioconvert ! audioresample "
+    "! audio/x-raw,rate=16000,channels=1 ! rtpL16pay name=pay1 pt=97 )"
+)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("path", nargs="?", default="")
     parser.add_argument("port", type=int)
     parser.add_argument("--video", action="store_true")
+    parser.add_argument("--av", action="store_true")
     args = parser.parse_args()
 
     Gst.init(None)
@@ -40,7 +49,8 @@ def main() -> None:
     server.set_address("127.0.0.1")
     server.set_service(str(args.port))
     factory = GstRtspServer.RTSPMediaFactory()
-    factory.set_launch(VIDEO_PIPELINE if args.video else AUDIO_PIPELINE.format(path=args.path))
+    pipeline = VIDEO_PIPELINE if args.video else AV_PIPELINE if args.av else AUDIO_PIPELINE
+    factory.set_launch(pipeline.format(path=args.path))
     factory.set_shared(False)
     server.get_mount_points().add_factory("/stream", factory)
     if server.attach(None) == 0:

@@ -16,7 +16,8 @@ import pytest
 from test_media_rtsp import RtspServer, needs_server
 
 from adasr_av.batch import BatchOptions, FileResult, plan_batch, run_file
-from adasr_av.cli import _pipeline_models, build_parser, main
+from adasr_av.cli import build_parser, main
+from adasr_av.run_config import run_config
 
 DEMOS = Path(__file__).resolve().parent.parent / "demos" / "media"
 HEARD = {  # words Whisper tiny.en hears in each demo story (see demos/make_media.py --check)
@@ -315,7 +316,9 @@ def test_a_worker_writes_the_outputs_as_they_come_and_sends_back_only_the_summar
     with the stream is kept or shipped in memory."""
     args = build_parser().parse_args(["batch", "x", "--out", str(tmp_path), "--unaware"])
     (item,) = plan_batch([str(copy_story("shopping", tmp_path / "in"))])
-    result = run_file(_pipeline_models(args), item, tmp_path, BatchOptions())
+    result = run_file(
+        run_config(args, args.parser_, "batch").pipeline_models(), item, tmp_path, BatchOptions()
+    )
     assert isinstance(result, FileResult) and result.error is None
     assert result.summary.type == "summary" and result.shipped == {}
     events = [json.loads(line) for line in result.parts[".events.jsonl"].read_text().splitlines()]

@@ -34,6 +34,7 @@ from adasr_av.encoders.streaming_asr import StreamingASROptions
 from adasr_av.encoders.whisper_backends import load_backend
 from adasr_av.errors import AdasrError
 from adasr_av.media.file import read_audio
+from adasr_av.options import given
 from adasr_av.pipeline import PipelineModels
 from adasr_av.reasoner.loading import load_reasoner_model
 from adasr_av.reasoner.session import StreamingReasoner, reason_over_stream
@@ -247,18 +248,18 @@ def test_the_page_streams_half_second_blocks_one_run_at_a_time(models):
 
 
 def test_the_demo_binds_localhost_unless_told_otherwise():
-    args = build_parser().parse_args(["demo"])
-    assert (args.host, args.share, args.max_upload_mb) == ("127.0.0.1", False, 50)
-    assert DemoSettings().host == "127.0.0.1"
+    settings = DemoSettings(**given(build_parser().parse_args(["demo"]), "demo"))
+    assert (settings.host, settings.share, settings.max_upload_mb) == ("127.0.0.1", False, 50)
     args = build_parser().parse_args(["demo", "--host", "0.0.0.0", "--port", "7999", "--share"])
-    assert (args.host, args.port, args.share) == ("0.0.0.0", 7999, True)
+    settings = DemoSettings(**given(args, "demo"))
+    assert (settings.host, settings.port, settings.share) == ("0.0.0.0", 7999, True)
 
 
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
         (["--max-upload-mb", "0"], "--max-upload-mb must be positive"),
-        (["--step", "0"], "--step must be positive"),
+        (["--step", "0"], "--step (asr.step) must be positive"),
         (["--queue-size", "0"], "--queue-size must be at least 1"),
         (["--idle-s", "0"], "--idle-s must be at least 1"),
         (["--temperature", "0", "--sample"], "temperature"),

@@ -112,8 +112,9 @@ def test_computation_aware_times_count_the_reads(reader):
     a = slide(FIRST)
     images = [a, a, a, slide(FIRST, SECOND), slide(FIRST, SECOND), slide(FIRST, SECOND)]
     encoder = OCREncoder(OCROptions(stable_frames=1), reader=reader)
-    chunks = list(encoder(frames(images, fps=10.0)))  # 0.1 s apart: shorter than one 720p read
-    assert encoder.reads >= 1 and encoder.read_seconds > 0.1
+    stats = encoder.new_stats()
+    chunks = list(encoder(frames(images, fps=10.0), stats))  # 0.1 s apart: shorter than one 720p read
+    assert stats.reads >= 1 and stats.read_s > 0.1 and stats.busy >= 1 and stats.frames == len(images)
     first = chunks[0]
     assert first.t_start == 0.0 and first.t_emit > first.t_end + 0.1
     assert all(c.t_emit >= c.t_end for c in chunks)
@@ -124,3 +125,23 @@ def test_options_name_the_field():
         OCROptions(stable_frames=0)
     with pytest.raises(AdasrError, match="min_score"):
         OCROptions(min_score=2)
+
+
+def test_a_frame_the_reader_fails_on_is_skipped_with_a_warning_and_the_stream_goes_on(reader, caplog):
+    """A reader that raises on one frame stands in for a frame OCR cannot read (a fault no real
+    frame of ours causes on demand): the warning names the frame's time, later frames are read."""
+    calls = []
+
+    def flaky(image):
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("bad frame")
+        return reader(image)
+
+    a = slide(FIRST)
+    encoder = OCREncoder(OCROptions(computation_aware=False), reader=flaky)
+    stats = encoder.new_stats()
+    with caplog.at_level("WARNING"):
+        chunks = list(encoder(frames([a, slide(), a, a]), stats))
+    assert [c.text for c in chunks] == [FIRST] and stats.bad == 1
+    assert "frame at 0.00s skipped: bad frame" in caplog.text

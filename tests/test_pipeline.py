@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from adasr_av import pipeline as pipeline_module
-from adasr_av.cli import main
+from adasr_av.cli import build_parser, main
 from adasr_av.encoders.contract import ASREncoder
 from adasr_av.encoders.streaming_asr import StreamingASROptions, transcribe_stream
 from adasr_av.encoders.whisper_backends import load_backend
@@ -24,9 +24,9 @@ from adasr_av.errors import AdasrError
 from adasr_av.media.file import read_audio
 from adasr_av.media.push import PushedAudio
 from adasr_av.pipeline import PipelineModels, PipelineRun
-from adasr_av.pipeline_config import run_defaults
 from adasr_av.reasoner.loading import default_model, load_reasoner_model
 from adasr_av.reasoner.session import StreamingReasoner, reason_over_stream
+from adasr_av.run_config import run_config
 
 STORY = "demos/media/cooking.mp3"
 UNAWARE = StreamingASROptions(computation_aware=False)  # chunk times independent of machine load
@@ -192,7 +192,7 @@ def test_an_encoder_failing_mid_stream_ends_the_run_with_its_error_and_no_delibe
     seen: list = []
     error = read_events(run, seen)
     assert isinstance(error, RuntimeError) and "illegal memory access" in str(error)
-    assert run.failure.stage == "encoder" and models.asr.backend.calls == 3
+    assert run.failure.stage == "encoder" and models.encoders[0].backend.calls == 3
     assert_ended_cleanly(run, seen)
     models.encoders = (
         ASREncoder(asr, UNAWARE),
@@ -347,9 +347,15 @@ def test_run_with_outputs_and_a_config_that_flags_override(tmp_path, capsys):
 def test_shipped_pipeline_configs_load():
     paths = sorted(Path("pipelines").glob("*.toml"))
     assert {"mic.toml", "recorded.toml", "rtsp.toml"} <= {p.name for p in paths}
-    assert run_defaults("pipelines/mic.toml")["source"] == "mic"
+
+    def config(path):
+        args = build_parser().parse_args(["run", "--config", str(path)])
+        return run_config(args, args.parser_, "run")
+
+    assert config("pipelines/mic.toml").source.source == "mic"
+    assert config("pipelines/recorded.toml").asr.unaware is True
     for path in paths:
-        run_defaults(path)
+        config(path)
 
 
 @pytest.mark.parametrize(

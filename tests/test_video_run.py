@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_media_rtsp import RtspServer, needs_server
 
 from adasr_av.cli import main
 from adasr_av.data.video import Slide, write_video
@@ -33,11 +34,11 @@ def clips(tmp_path_factory):
     return {"mixed": mixed, "slides": silent}
 
 
-def test_a_clip_with_narration_and_slides_gives_one_stream_of_both(clips, tmp_path):
-    out, srt = tmp_path / "events.jsonl", tmp_path / "speech.srt"
-    assert (
-        main(["run", str(clips["mixed"]), "--unaware", "--plain", "--out", str(out), "--srt", str(srt)]) == 0
-    )
+def test_a_clip_with_narration_and_slides_gives_one_stream_of_both(clips, tmp_path, capsys):
+    out, srt, ocr = tmp_path / "events.jsonl", tmp_path / "speech.srt", tmp_path / "screen.srt"
+    flags = ["--unaware", "--plain", "--out", str(out), "--srt", str(srt), "--ocr", str(ocr)]
+    assert main(["run", str(clips["mixed"]), *flags, "--plot", str(tmp_path / "t.png")]) == 0
+    assert f"[ocr] {SHOWN}" in capsys.readouterr().out  # the timeline names the chunk's source
     events = events_of(out)
     chunks = [e for e in events if e["type"] == "chunk"]
     shown = [c for c in chunks if c["source"] == "ocr"]
@@ -48,6 +49,7 @@ def test_a_clip_with_narration_and_slides_gives_one_stream_of_both(clips, tmp_pa
     assert 1.0 <= shown[0]["t_avail"] <= 3.5  # read once stable: the second frame that showed it
     assert events[-1]["type"] == "summary" and events[-2]["type"] == "answer"
     assert "shop" not in srt.read_text().lower() and "dollars" in srt.read_text().lower()  # speech only
+    assert SHOWN in ocr.read_text() and "dollars" not in ocr.read_text()  # the screen's own track
 
 
 def test_a_slideshow_without_sound_is_read_and_answered(clips, tmp_path):
@@ -80,3 +82,40 @@ def test_batch_takes_video_files(clips, tmp_path):
         sources = {e["source"] for e in events_of(out / f"{stem}.events.jsonl") if e["type"] == "chunk"}
         assert sources == ({"asr", "ocr"} if stem == "mixed" else {"ocr"})
     assert "shop" not in (out / "mixed.srt").read_text().lower()  # the SRT is the speech
+
+
+def test_the_demo_upload_reads_a_videos_frames(clips):
+    from adasr_av.demo import DemoSession
+    from adasr_av.encoders.contract import ASREncoder
+    from adasr_av.encoders.ocr import OCREncoder, OCROptions
+    from adasr_av.encoders.streaming_asr import StreamingASROptions
+    from adasr_av.encoders.whisper_backends import load_backend
+    from adasr_av.pipeline import PipelineModels
+    from adasr_av.reasoner.loading import load_reasoner_model
+    from adasr_av.reasoner.session import StreamingReasoner
+
+    asr = ASREncoder(load_backend(), StreamingASROptions(computation_aware=False))
+    ocr = OCREncoder(OCROptions(computation_aware=False))
+    models = PipelineModels(StreamingReasoner(*load_reasoner_model("tiny-streaming-sft")), [asr, ocr])
+    session = DemoSession.from_file(models, clips["slides"])
+    assert session.wait(timeout=300) and session.view().done
+    assert [c.text for c in session.run.recent_chunks] == list(STORY)
+    assert {c.source for c in session.run.recent_chunks} == {"ocr"}
+
+
+@needs_server
+def test_an_rtsp_camera_with_a_microphone_gives_speech_and_screen_text(clips, tmp_path):
+    """Two tracks over RTSP (H.264 and audio): `--video ocr` reads both, each over its own
+    connection, for as long as --max-seconds lets it."""
+    server = RtspServer("--av", str(clips["mixed"]))
+    server.start()
+    try:
+        out = tmp_path / "out"
+        flags = ["--video", "ocr", "--max-seconds", "6", "--unaware", "--out", str(out)]
+        assert main(["batch", server.url, *flags]) == 0
+    finally:
+        server.stop()
+    (events,) = out.glob("*.events.jsonl")
+    chunks = [e for e in events_of(events) if e["type"] == "chunk"]
+    assert SHOWN in [c["text"] for c in chunks if c["source"] == "ocr"]
+    assert any(c["source"] == "asr" and "dollars" in c["text"].lower() for c in chunks)

@@ -9,13 +9,12 @@ last one emitted, as one chunk covering the frame's moment. Computation-aware ti
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import torch
 
-from adasr_av.encoders.frames import FrameChangeOptions, changed_frames
+from adasr_av.encoders.frames import FrameChangeOptions, FrameStats, read_when_free
 from adasr_av.encoders.ocr import sentence_key
 from adasr_av.errors import AdasrError, first_line
 from adasr_av.types import TextChunk, VideoFrame
@@ -99,15 +98,13 @@ class CaptionEncoder:
             out = out[:, prompt.shape[1] :]  # decoder-only models return the prompt first
         return " ".join(self.processor.batch_decode(out, skip_special_tokens=True)[0].split())
 
-    def __call__(self, frames: Iterable[VideoFrame]) -> Iterator[TextChunk]:
-        o, last, busy_until = self.options, "", float("-inf")
-        for frame, changed in changed_frames(frames, o.change):
-            if not changed or (o.computation_aware and frame.t < busy_until):
-                continue
-            started = time.perf_counter()
-            text = self.caption(frame.image)
-            t_emit = frame.t + (time.perf_counter() - started if o.computation_aware else 0.0)
-            busy_until = t_emit
+    def new_stats(self) -> FrameStats:
+        return FrameStats()
+
+    def __call__(self, frames: Iterable[VideoFrame], stats: FrameStats | None = None) -> Iterator[TextChunk]:
+        o, last = self.options, ""
+        stats = stats if stats is not None else FrameStats()
+        for frame, text, t_emit in read_when_free(frames, self.caption, o.change, o.computation_aware, stats):
             if text and sentence_key(text) != sentence_key(last):
                 last = text
                 yield TextChunk(text, frame.t, frame.t, t_emit, source="caption")

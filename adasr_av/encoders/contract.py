@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from adasr_av.encoders.asr_options import StreamingASROptions
 from adasr_av.encoders.streaming_asr import ASRStats, transcribe_stream
@@ -21,10 +21,15 @@ Takes = Literal["audio", "video"]
 
 
 class Encoder(Protocol):
+    """`new_stats()` makes the record of one stream's work (ASRStats, FrameStats), which the
+    encoder fills as it goes; the run keeps it, so one loaded encoder serves many streams."""
+
     source: ChunkSource
     takes: Takes
 
-    def __call__(self, records: Iterable) -> Iterator[TextChunk]: ...
+    def new_stats(self) -> Any: ...
+
+    def __call__(self, records: Iterable, stats: Any = None) -> Iterator[TextChunk]: ...
 
 
 class ASREncoder:
@@ -35,11 +40,12 @@ class ASREncoder:
 
     def __init__(self, backend: WhisperBackend, options: StreamingASROptions | None = None):
         self.backend, self.options = backend, options or StreamingASROptions()
-        self.stats = ASRStats()
 
-    def __call__(self, records: Iterable[AudioChunk]) -> Iterator[TextChunk]:
-        self.stats = ASRStats()
-        return transcribe_stream(records, self.backend, self.options, self.stats)
+    def new_stats(self) -> ASRStats:
+        return ASRStats()
+
+    def __call__(self, records: Iterable[AudioChunk], stats: ASRStats | None = None) -> Iterator[TextChunk]:
+        return transcribe_stream(records, self.backend, self.options, stats)
 
 
 def merge_by_arrival(streams: Sequence[Iterable[TextChunk]]) -> Iterator[TextChunk]:

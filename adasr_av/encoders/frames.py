@@ -10,13 +10,19 @@ a few blocks by tens of levels and the mean over the frame by about one, as much
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
-from adasr_av.errors import AdasrError
+from adasr_av.errors import AdasrError, first_line
 from adasr_av.types import VideoFrame
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 THUMBNAIL = (36, 64)  # rows, columns: enough to see a new line of text, cheap to compare
 
@@ -57,3 +63,51 @@ def changed_frames(
         if changed:
             last = small
         yield frame, changed
+
+
+@dataclass
+class FrameStats:
+    """What a frame encoder did with a stream: for `run`'s summary line and the benchmarks."""
+
+    frames: int = 0  # sampled frames seen
+    reads: int = 0  # frames read (OCR or captioned)
+    read_s: float = 0.0  # compute spent reading them
+    busy: int = 0  # changed frames dropped because a read was still running (computation-aware)
+    bad: int = 0  # frames the reader failed on, skipped with a warning
+
+
+def read_when_free(
+    frames: Iterable[VideoFrame],
+    read: Callable[[np.ndarray], T],
+    change: FrameChangeOptions,
+    computation_aware: bool,
+    stats: FrameStats,
+) -> Iterator[tuple[VideoFrame, T | None, float]]:
+    """Each frame with what `read` made of it and the stream time that result is ready.
+
+    A changed frame is read (the result is ready its compute after the frame on a
+    computation-aware clock, at once otherwise); an unchanged one comes with None. A changed frame
+    that arrives while an earlier read still runs on that clock is never read nor yielded; a frame
+    the reader fails on is skipped with a warning naming its time, and the stream goes on.
+    """
+    busy_until = float("-inf")
+    for frame, changed in changed_frames(frames, change):
+        stats.frames += 1
+        if not changed:
+            yield frame, None, frame.t
+            continue
+        if computation_aware and frame.t < busy_until:
+            stats.busy += 1
+            continue
+        started = time.perf_counter()
+        try:
+            result = read(frame.image)
+        except Exception as err:  # noqa: BLE001 - one bad frame must not end the stream
+            stats.bad += 1
+            log.warning("frame at %.2fs skipped: %s", frame.t, first_line(err))
+            continue
+        spent = time.perf_counter() - started
+        stats.reads, stats.read_s = stats.reads + 1, stats.read_s + spent
+        ready = frame.t + spent if computation_aware else frame.t
+        busy_until = ready
+        yield frame, result, ready

@@ -18,13 +18,12 @@ its read finished.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from adasr_av.encoders.frames import FrameChangeOptions, changed_frames
+from adasr_av.encoders.frames import FrameChangeOptions, FrameStats, read_when_free
 from adasr_av.errors import AdasrError
 from adasr_av.types import TextChunk, VideoFrame
 
@@ -120,25 +119,19 @@ class OCREncoder:
     def __init__(self, options: OCROptions = OCROptions(), reader=None):
         self.options = options
         self.reader = reader if reader is not None else RapidOCRReader(options)
-        self.read_seconds = 0.0  # compute spent reading, for benchmarks
-        self.reads = 0
 
-    def __call__(self, frames: Iterable[VideoFrame]) -> Iterator[TextChunk]:
-        o = self.options
-        text, busy_until = "", float("-inf")
+    def new_stats(self) -> FrameStats:
+        return FrameStats()
+
+    def __call__(self, frames: Iterable[VideoFrame], stats: FrameStats | None = None) -> Iterator[TextChunk]:
+        o, stats = self.options, stats if stats is not None else FrameStats()
+        text = ""
         candidate, count, first_seen = None, 0, 0.0
         shown: set[str] = set()  # sentence keys of the last stable screen
-        for frame, changed in changed_frames(frames, o.change):
-            t_done = frame.t
-            if changed:
-                if o.computation_aware and frame.t < busy_until:
-                    continue  # still reading an earlier frame: this one is never read
-                started = time.perf_counter()
-                text = screen_text(self.reader(frame.image))
-                spent = time.perf_counter() - started
-                self.read_seconds, self.reads = self.read_seconds + spent, self.reads + 1
-                if o.computation_aware:
-                    busy_until = t_done = frame.t + spent
+        read = lambda image: screen_text(self.reader(image))  # noqa: E731
+        for frame, read_text, t_done in read_when_free(frames, read, o.change, o.computation_aware, stats):
+            if read_text is not None:
+                text = read_text
             key = sentence_key(text)
             if key == candidate:
                 count += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -107,29 +108,96 @@ class EndTracker:
             yield chunk
 
 
-def open_records(source: str, fps: float | None = None, realtime: bool = False) -> Iterator[Record]:
+@dataclass(frozen=True)
+class Streams:
+    """How many audio and video streams a media file has (cover art is no video)."""
+
+    audio: int
+    video: int
+
+
+def probe(source: str) -> Streams | None:
+    """A file's streams, read once (a bad file fails here, naming it); None for live sources."""
+    if source_kind(source) != "file":
+        return None
+    from adasr_av.media.file import media_streams
+
+    return Streams(*media_streams(source))
+
+
+def open_records(
+    source: str, fps: float | None = None, realtime: bool = False, streams: Streams | None = None
+) -> Iterator[Record]:
     """Audio chunks and, with `fps`, video frames at that rate, as one stream in time order.
 
     A file is read twice over, once per stream, and the two merged by time (a record's time is when
-    it is complete); `realtime` paces the merged stream. A file without the streams asked for is an
-    AdasrError naming it; a file without audio gives its frames alone. Live sources give audio.
+    it is complete); `realtime` paces the merged stream; `streams` is the file's `probe` when the
+    caller has it. A file without the streams asked for is an AdasrError naming it; a file without
+    audio gives its frames alone. An RTSP URL with `fps` is read over two connections, audio and
+    video, and their records are taken as they arrive. The microphone gives audio.
     """
     import heapq
 
     from adasr_av.media.pacing import paced
 
     kind = source_kind(source)
-    if fps is None or kind != "file":
+    if fps is None or kind == "mic":
         return iter(open_audio(source, realtime=realtime))
-    from adasr_av.media.file import media_streams, read_audio, read_video_frames
+    if kind == "rtsp":
+        from adasr_av.media.rtsp import read_rtsp_frames
 
-    audio_streams, video_streams = media_streams(source)
-    streams = []
-    if audio_streams:
-        streams.append(read_audio(source))
-    if video_streams:
-        streams.append(read_video_frames(source, fps))
-    if not streams:
+        frames = read_rtsp_frames(source, fps, on_gap=lambda gap: log.warning("%s: %s", redact(source), gap))
+        return as_they_arrive([open_audio(source), frames])
+    from adasr_av.media.file import read_audio, read_video_frames
+
+    streams = streams or probe(source)
+    readers = []
+    if streams.audio:
+        readers.append(read_audio(source))
+    if streams.video:
+        readers.append(read_video_frames(source, fps))
+    if not readers:
         raise AdasrError(f"media file {source}: no audio or video stream")
-    merged = heapq.merge(*streams, key=record_time)
+    merged = heapq.merge(*readers, key=record_time)
     return paced(merged, record_time) if realtime else merged
+
+
+def as_they_arrive(readers: list[Iterable[Record]]) -> Iterator[Record]:
+    """Live readers' records in the order they arrive, one thread a reader; the first failure is
+    raised here; closing this iterator closes the readers."""
+    import queue
+    import threading
+
+    arrived: queue.Queue = queue.Queue(maxsize=256)
+    done = object()
+    stop = threading.Event()
+
+    def drain(reader: Iterable[Record]) -> None:
+        try:
+            for record in reader:
+                if stop.is_set():
+                    break
+                arrived.put(record)
+        except BaseException as err:  # noqa: BLE001 - carried to the consumer, raised there
+            arrived.put(err)
+        finally:
+            close = getattr(reader, "close", None)
+            if close:
+                close()
+            arrived.put(done)
+
+    threads = [threading.Thread(target=drain, args=(r,), daemon=True) for r in readers]
+    for thread in threads:
+        thread.start()
+    running = len(threads)
+    try:
+        while running:
+            item = arrived.get()
+            if item is done:
+                running -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield item
+    finally:
+        stop.set()

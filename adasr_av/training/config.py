@@ -67,6 +67,8 @@ def _checked(value: Any, hint: Any, where: str, key: str) -> Any:
             return value
         if option in (str, bool) and type(value) is option:
             return value
+        if option is Path and isinstance(value, str | Path):
+            return Path(value)
         origin = typing.get_origin(option)
         if origin is typing.Literal and value in typing.get_args(option):
             return value
@@ -81,9 +83,8 @@ def _describe(hint: Any) -> str:
         return " or ".join(repr(v) for v in typing.get_args(hint))
     if _is_union(hint):
         return " or ".join(_describe(h) for h in typing.get_args(hint))
-    return {float: "a number", int: "an integer", str: "a string", bool: "true or false"}.get(
-        hint, getattr(hint, "__name__", str(hint))
-    )
+    names = {float: "a number", int: "an integer", str: "a string", bool: "true or false", Path: "a path"}
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
 
 
 def _is_union(hint: Any) -> bool:
