@@ -125,23 +125,37 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--name", help="profile name (default: the model's folder name)")
 
     synth = sub.add_parser("synth", help="write streamed-story datasets (text or speech); resumable")
-    synth.add_argument("--mode", choices=["text", "speech"], required=True)
+    synth.add_argument(
+        "--mode",
+        choices=["text", "speech", "video"],
+        required=True,
+        help="text chunks; speech through the streaming ASR; video: slides and speech as mp4, "
+        "read back by the ASR and OCR",
+    )
     synth.add_argument("--n", type=int, required=True, help="stories per split")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--out", type=Path, required=True, help="folder for <split>.jsonl (and audio/)")
     synth.add_argument("--splits", default="train,valid,test,ood", help="comma-separated splits")
     synth.add_argument("--workers", type=int, help="speech mode: processes (default: CPU count)")
     synth.add_argument(
-        "--voices", help="speech mode: comma-separated voices, eSpeak NG or piper:joe (default: 4 eSpeak)"
+        "--voices",
+        help="speech and video modes: comma-separated voices, eSpeak NG or piper:joe (default: 4 eSpeak)",
     )
     synth.add_argument(
         "--wording",
         choices=("templates", "broad"),
         help="the generator's fixed templates (default), or broad: thousands of names, many nouns and forms",
     )
+    synth.add_argument(
+        "--clips", help="video mode: comma-separated kinds, slideshow,narrated,mixed (default: all three)"
+    )
     synth.add_argument("--wpm", type=float, help="text mode: words per minute (default: 150)")
-    synth.add_argument("--step", type=float, help="speech mode: seconds of new audio per Whisper step")
-    synth.add_argument("--aware", action="store_true", help="speech mode: computation-aware ASR timing")
+    synth.add_argument(
+        "--step", type=float, help="speech and video modes: seconds of new audio per Whisper step"
+    )
+    synth.add_argument(
+        "--aware", action="store_true", help="speech and video modes: computation-aware ASR (and OCR) timing"
+    )
     synth.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     batch = sub.add_parser(
@@ -444,14 +458,15 @@ def cmd_synth(args) -> None:
     def names(text: str | None) -> tuple[str, ...] | None:
         return None if text is None else tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
 
-    for flag, value, mode in (
-        ("--wpm", args.wpm, "text"),
-        ("--voices", args.voices, "speech"),
-        ("--step", args.step, "speech"),
-        ("--aware", args.aware or None, "speech"),
+    for flag, value, modes in (
+        ("--wpm", args.wpm, ("text",)),
+        ("--voices", args.voices, ("speech", "video")),
+        ("--step", args.step, ("speech", "video")),
+        ("--aware", args.aware or None, ("speech", "video")),
+        ("--clips", args.clips, ("video",)),
     ):
-        if value is not None and args.mode != mode:
-            raise AdasrError(f"{flag} is only for --mode {mode}")
+        if value is not None and args.mode not in modes:
+            raise AdasrError(f"{flag} is only for --mode {' or '.join(modes)}")
     given = {
         "seed": args.seed,
         "n": args.n,
@@ -462,6 +477,7 @@ def cmd_synth(args) -> None:
         "asr_step_s": args.step,
         "computation_aware": args.aware,
         "wording": args.wording,
+        "clips": names(args.clips),
     }
     options = SynthOptions(args.mode, **{key: value for key, value in given.items() if value is not None})
     summary = run_synth(options, args.out, progress=not args.no_progress)

@@ -40,14 +40,17 @@ from adasr_av.data.speech_mode import (
 from adasr_av.data.stories import SPLITS, WORDINGS, generate_story
 from adasr_av.data.streamed import text_record
 from adasr_av.data.tts import write_audio
+from adasr_av.data.video_mode import CLIP_KINDS, clip_chunks, draw_kind, lay_out, make_clip, video_record
 from adasr_av.encoders.streaming_asr import StreamingASROptions
 from adasr_av.encoders.whisper_backends import FasterWhisperBackend
 from adasr_av.errors import AdasrError
 from adasr_av.timing import DEFAULT_WORDS_PER_MINUTE
 
-MODES = ("text", "speech")
+MODES = ("text", "speech", "video")
 SETTINGS_FILE = "synth.json"
 AUDIO_FOLDER = "audio"
+VIDEO_FOLDER = "video"
+OCR_MODEL = "rapidocr PP-OCR (bundled), 1 frame/s"
 ASR_MODEL = "faster-whisper, bundled tiny.en"
 
 
@@ -63,23 +66,29 @@ class SynthOptions:
     asr_step_s: float = 1.0  # speech mode: new audio per Whisper step
     computation_aware: bool = False  # speech mode: False keeps t_emit independent of machine load
     wording: str = "templates"  # the generator's wording: the fixed templates, or "broad" (wording.py)
+    clips: tuple[str, ...] = CLIP_KINDS  # video mode: each story draws one kind of clip
 
     def content(self) -> dict:
         """The settings that decide what a record holds (n, splits and workers do not)."""
         if self.mode == "text":
             text = {"mode": "text", "seed": self.seed, "words_per_minute": self.words_per_minute}
             return text | self._wording()
-        return self._wording() | {
-            "mode": "speech",
-            "seed": self.seed,
-            "voices": list(self.voices),
-            "words_per_minute_range": list(SPEECH_WPM_RANGE),
-            "sentence_pause_s": list(PAUSE_RANGE_S),
-            "asr": ASR_MODEL,
-            "asr_policy": StreamingASROptions.policy,
-            "asr_step_s": self.asr_step_s,
-            "computation_aware": self.computation_aware,
-        }
+        video = {"clips": list(self.clips), "ocr": OCR_MODEL} if self.mode == "video" else {}
+        return (
+            self._wording()
+            | {
+                "mode": self.mode,
+                "seed": self.seed,
+                "voices": list(self.voices),
+                "words_per_minute_range": list(SPEECH_WPM_RANGE),
+                "sentence_pause_s": list(PAUSE_RANGE_S),
+                "asr": ASR_MODEL,
+                "asr_policy": StreamingASROptions.policy,
+                "asr_step_s": self.asr_step_s,
+                "computation_aware": self.computation_aware,
+            }
+            | video
+        )
 
     def _wording(self) -> dict:
         """Only a broad wording is named, so folders made before it existed still match."""
@@ -117,6 +126,9 @@ def check_options(options: SynthOptions) -> None:
             espeak.check_voice(voice)
         except AdasrError as err:
             raise AdasrError(f"{err}; the default voices: {', '.join(SPEECH_VOICES)}") from None
+    for kind in options.clips:
+        if kind not in CLIP_KINDS:
+            raise AdasrError(f"unknown clip kind {kind!r} (use some of {', '.join(CLIP_KINDS)})")
     if options.wording not in WORDINGS:
         raise AdasrError(f"unknown wording {options.wording!r} (use {', '.join(WORDINGS)})")
     if options.words_per_minute <= 0:
@@ -181,8 +193,8 @@ def run_synth(options: SynthOptions, out: str | Path, progress: bool = True) -> 
         out.mkdir(parents=True, exist_ok=True)
         _check_settings(out, options.content())
         done = {split: completed_ids(out / f"{split}.jsonl") for split in options.splits}
-        if options.mode == "speech":
-            (out / AUDIO_FOLDER).mkdir(exist_ok=True)
+        if options.mode != "text":
+            (out / (AUDIO_FOLDER if options.mode == "speech" else VIDEO_FOLDER)).mkdir(exist_ok=True)
         files = {split: (out / f"{split}.jsonl").open("a", encoding="utf-8") for split in options.splits}
     except OSError as err:
         raise AdasrError(f"cannot write to {out}: {err.strerror or err}") from None
@@ -239,7 +251,7 @@ def _speech_items(
         workers, initializer=_start_worker, initargs=(options, str(out), threads), maxtasksperchild=1
     )
     try:
-        yield from pool.imap_unordered(_speech_item, todo)
+        yield from pool.imap_unordered(_speech_item if options.mode == "speech" else _video_item, todo)
         pool.close()
     finally:
         pool.terminate()  # a no-op after close(); stops the workers on an error or Ctrl-C
@@ -279,3 +291,27 @@ def _speech_item(task: tuple[str, int]) -> tuple[dict, float]:
     )
     chunks = transcribe_samples(samples, _worker["backend"], asr)
     return speech_record(story, speaker, audio, spans, chunks), time.perf_counter() - started
+
+
+def _video_item(task: tuple[str, int]) -> tuple[dict, float]:
+    """Lay out, render, encode and read back one story as a clip (in a worker process)."""
+    started = time.perf_counter()
+    options: SynthOptions = _worker["options"]
+    if "ocr" not in _worker:
+        from adasr_av.encoders.ocr import OCREncoder, OCROptions
+
+        _worker["backend"] = FasterWhisperBackend(None, cpu_threads=_worker["threads"])
+        ocr = OCROptions(computation_aware=options.computation_aware, threads=_worker["threads"])
+        _worker["ocr"] = OCREncoder(ocr)
+    split, index = task
+    story = generate_story(options.seed, split, index, options.wording)
+    speaker = draw_speaker(options.seed, story.id, options.voices)
+    kind = draw_kind(options.seed, story.id, options.clips)
+    layout, samples, slides = lay_out(story, kind, speaker, options.seed)
+    video = f"{VIDEO_FOLDER}/{story.id}.mp4"
+    make_clip(_worker["out"] / video, layout, samples, slides)
+    asr = StreamingASROptions(
+        min_step_seconds=options.asr_step_s, computation_aware=options.computation_aware
+    )
+    chunks = clip_chunks(_worker["out"] / video, layout, samples, _worker["backend"], asr, _worker["ocr"])
+    return video_record(story, kind, speaker, video, layout, chunks), time.perf_counter() - started
