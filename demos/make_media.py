@@ -3,7 +3,10 @@
 What is in it is fixed before anything is heard or answered: four stories drawn from the story
 generator by a fixed seed and a rule on their shape (the first stories of seed `DRAWN_SEED`'s test
 split whose question comes last, 4 to 7 sentences, one per domain), two stories written by hand in
-free wording, and the browser test's story. Voices go by position: eSpeak NG and Piper's neural
+free wording, the browser test's story, and two video clips of the next two drawn stories (of any
+domain): a slideshow (`slides-*.mp4`, one sentence a slide, no sound) and a mixed clip
+(`mixed-*.mp4`: each sentence either only spoken or only shown, drawn by the seed, as
+`synth --mode video` makes them). Voices go by position: eSpeak NG and Piper's neural
 voice in turn. The evaluation tables use seed 0, so no demo is a story they count.
 
 Each story is spoken in a fresh process (eSpeak's output drifts with what a process spoke before),
@@ -13,7 +16,7 @@ which `adasr-av run` reads for the reference answer. `--check` streams every fil
 bundled Whisper, prints what it heard against what was said, then answers every file with the
 bundled reasoner (`adasr-av batch`) and exits 1 when any answer is wrong.
 
-    .venv/bin/python demos/make_media.py [--check]
+    .venv/bin/python demos/make_media.py [--check] [--video-only]
 """
 
 from __future__ import annotations
@@ -100,6 +103,39 @@ def demos() -> list[Demo]:
     return [*drawn, *free, browser]
 
 
+VIDEO_KINDS = ("slideshow", "mixed")
+VIDEO_PREFIX = {"slideshow": "slides", "mixed": "mixed"}
+
+
+def video_stories(seed: int = DRAWN_SEED) -> list:
+    """The two stories after the drawn ones that meet the same shape rule (any domain)."""
+    drawn = {r["id"] for r in drawn_stories(seed)}
+    found, index = [], 0
+    while len(found) < len(VIDEO_KINDS):
+        story = generate_story(seed, "test", index)
+        index += 1
+        if story.id not in drawn and story.question_position == "last" and 4 <= len(story.sentences) <= 7:
+            found.append(story)
+    return found
+
+
+def make_video(story, kind: str, voice: str) -> Path:
+    """A clip as `synth --mode video` lays it out, with its story record beside it."""
+    from adasr_av.data.speech_mode import Speaker
+    from adasr_av.data.video_mode import lay_out, make_clip
+
+    speaker = Speaker(voice, WORDS_PER_MINUTE, PAUSE_S)
+    layout, audio, slides = lay_out(story, kind, speaker, DRAWN_SEED)
+    path = MEDIA / f"{VIDEO_PREFIX[kind]}-{story.domain}.mp4"
+    make_clip(path, layout, audio, slides)
+    record = {**story.to_record(), "text": story.text, "seed": DRAWN_SEED, "clip": kind}
+    record |= {"spoken": list(layout.spoken), "shown": list(layout.shown)}
+    if any(layout.spoken):
+        record |= {"voice": voice, "words_per_minute": WORDS_PER_MINUTE, "pause_s": PAUSE_S}
+    path.with_suffix(".json").write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+    return path
+
+
 def sentences(text: str) -> list[str]:
     return re.findall(r"[^.?!]+[.?!]", text)
 
@@ -165,10 +201,14 @@ def check_answers() -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="transcribe and answer every file")
+    parser.add_argument("--video-only", action="store_true", help="remake only the video clips")
     args = parser.parse_args()
-    for stale in [*MEDIA.glob(f"*{SUFFIX}"), *MEDIA.glob("*.json")]:
-        stale.unlink()
-    paths = [make(demo) for demo in demos()]
+    videos = [*MEDIA.glob("*.mp4"), *(p.with_suffix(".json") for p in MEDIA.glob("*.mp4"))]
+    for stale in videos if args.video_only else [*MEDIA.glob(f"*{SUFFIX}"), *MEDIA.glob("*.json"), *videos]:
+        stale.unlink(missing_ok=True)
+    paths = [] if args.video_only else [make(demo) for demo in demos()]
+    kinds = zip(video_stories(), VIDEO_KINDS, strict=True)
+    paths += [make_video(story, kind, VOICES[i % 2]) for i, (story, kind) in enumerate(kinds)]
     for path in paths:
         print(f"{path.relative_to(MEDIA.parent.parent)}: {path.stat().st_size // 1024} KB")
     if not args.check:

@@ -1,6 +1,6 @@
 """Streamed-story datasets: one JSON object per line, a story plus the chunks it arrived as.
 
-A record is `Story.to_record()` plus `mode` ("text" or "speech") and `chunks`; each chunk is a
+A record is `Story.to_record()` plus `mode` ("text", "speech" or "video") and `chunks`; each chunk is a
 `TextChunk` record plus its gold: `sentences` (indices of the story sentences it covers),
 `informative` (it sets, changes or asks about a state) and `thought` (their state updates; "" for
 a chunk of distractors only).
