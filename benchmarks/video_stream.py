@@ -6,12 +6,12 @@ eSpeak and Piper voices, in turn until the clip is full) under slides that chang
 written as H.264 + AAC with PyAV. Then:
 
 - OCR frames per second: RapidOCR (PP-OCR, bundled models) on every distinct 720p slide, with
-  `--threads` onnxruntime threads (default 2: the machine's two cores), after one warm-up read;
+  `--threads` onnxruntime threads (default 1, as `adasr-av run` reads), after one warm-up read;
 - end to end: `adasr-av run`'s path on the clip (decode, ASR and OCR on their threads, the merge,
   the bundled reasoner on the cost-model clock, computation-aware encoders), wall seconds per
   second of clip; and where the compute went (Whisper, OCR reads).
 
-    python benchmarks/video_stream.py [--seconds 60] [--slide-s 6] [--threads 2]
+    python benchmarks/video_stream.py [--seconds 60] [--slide-s 6] [--threads 1]
 
 Last line: RESULT ocr_fps=.. rtf=.. asr_rtf=.. ocr_reads=.. clip_s=..
 """
@@ -63,7 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--slide-s", type=float, default=6.0)
-    parser.add_argument("--threads", type=int, default=2, help="onnxruntime threads for OCR")
+    parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads for OCR (run: 1)")
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
 
