@@ -119,3 +119,13 @@ def test_an_rtsp_camera_with_a_microphone_gives_speech_and_screen_text(clips, tm
     chunks = [e for e in events_of(events) if e["type"] == "chunk"]
     assert SHOWN in [c["text"] for c in chunks if c["source"] == "ocr"]
     assert any(c["source"] == "asr" and "dollars" in c["text"].lower() for c in chunks)
+
+
+@pytest.mark.parametrize("kind", ["truncated", "not-a-video"])
+def test_an_undecodable_video_is_one_line_naming_it(kind, clips, tmp_path, capsys):
+    path = tmp_path / f"{kind}.mp4"
+    data = clips["slides"].read_bytes()
+    path.write_bytes(data[: len(data) // 3] if kind == "truncated" else b"not a video")
+    assert main(["run", str(path), "--plain"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(path) in err and "FFmpeg cannot read it" in err
