@@ -48,7 +48,8 @@ from adasr_av.types import Event
 SUMMARY_FILE = "summary.csv"
 EVENTS_SUFFIX = ".events.jsonl"
 TRANSCRIPT_SUFFIX = ".srt"
-OUTPUT_SUFFIXES = (TRANSCRIPT_SUFFIX, EVENTS_SUFFIX)  # settled in this order: the events file last
+SCREEN_SUFFIX = ".ocr.srt"  # the text read from the frames; only kept when there was some
+OUTPUT_SUFFIXES = (TRANSCRIPT_SUFFIX, SCREEN_SUFFIX, EVENTS_SUFFIX)  # settled in order: the events last
 PART_GLOB = ".*.part"  # a file's outputs while it runs: .<stem><suffix>.<8 hex>.part
 SUMMARY_COLUMNS = (
     "file", "stem", "question", "answer", "reference", "correct", "answer_latency_s",
@@ -403,6 +404,10 @@ def _finish(item: BatchItem, result: FileResult, out: Path) -> dict[str, str]:
     try:  # the events file last: with it there, both are
         for suffix in OUTPUT_SUFFIXES:
             target = out / f"{item.stem}{suffix}"
+            if suffix == SCREEN_SUFFIX and not _has_content(result, suffix):
+                target.unlink(missing_ok=True)  # no text on screen: no file (nor an earlier run's)
+                _discard([result.parts[suffix]] if suffix in result.parts else [])
+                continue
             if suffix in result.shipped:
                 _write_atomically(target, lambda path, data=result.shipped[suffix]: path.write_bytes(data))
             else:
@@ -448,6 +453,13 @@ def _row(
         "status": status,
         "error": " ".join(error.split()),
     }
+
+
+def _has_content(result: FileResult, suffix: str) -> bool:
+    if suffix in result.shipped:
+        return bool(result.shipped[suffix])
+    path = result.parts.get(suffix)
+    return path is not None and path.is_file() and path.stat().st_size > 0
 
 
 def _done_earlier(item: BatchItem, out: Path, earlier: dict[str, str] | None) -> dict[str, str] | None:
@@ -551,10 +563,19 @@ def _stream_to(
     from adasr_av.pipeline import PipelineRun
     from adasr_av.sinks import EventWriter, TranscriptWriter
 
-    with TranscriptWriter(parts[TRANSCRIPT_SUFFIX], "srt") as srt, EventWriter(parts[EVENTS_SUFFIX]) as log:
-        speech = lambda chunk: srt.write(chunk) if chunk.source == "asr" else None  # noqa: E731 - SRT: speech
+    with (
+        TranscriptWriter(parts[TRANSCRIPT_SUFFIX], "srt") as srt,
+        TranscriptWriter(parts[SCREEN_SUFFIX], "srt") as screen,
+        EventWriter(parts[EVENTS_SUFFIX]) as log,
+    ):
+        writers = {"asr": srt, "ocr": screen}  # speech and screen text, each its own SRT
+
+        def on_chunk(chunk) -> None:
+            if chunk.source in writers:
+                writers[chunk.source].write(chunk)
+
         run = PipelineRun(
-            models, records, item.question, item.reference, on_chunk=speech, max_seconds=max_seconds
+            models, records, item.question, item.reference, on_chunk=on_chunk, max_seconds=max_seconds
         )
         for event in run:
             log.write(event)

@@ -170,7 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--questions", type=Path, metavar="FILE.csv", help="CSV with the columns file,question[,reference]"
     )
     batch.add_argument(
-        "--out", type=Path, required=True, help="folder for <name>.events.jsonl, <name>.srt, summary.csv"
+        "--out",
+        type=Path,
+        required=True,
+        help="folder for <name>.events.jsonl, <name>.srt (speech), <name>.ocr.srt (screen), summary.csv",
     )
     add_flags(batch, BatchOptions, "batch", only=("workers", "ray", "max_seconds"))
     _add_config_flag(batch)

@@ -82,6 +82,8 @@ def test_batch_takes_video_files(clips, tmp_path):
         sources = {e["source"] for e in events_of(out / f"{stem}.events.jsonl") if e["type"] == "chunk"}
         assert sources == ({"asr", "ocr"} if stem == "mixed" else {"ocr"})
     assert "shop" not in (out / "mixed.srt").read_text().lower()  # the SRT is the speech
+    assert SHOWN in (out / "mixed.ocr.srt").read_text()  # the screen text has its own SRT
+    assert STORY[0] in (out / "slides.ocr.srt").read_text()
 
 
 def test_the_demo_upload_reads_a_videos_frames(clips):
