@@ -537,9 +537,8 @@ def cmd_demo(args) -> None:
     from adasr_av.run_config import DemoSettings, run_config
 
     config = run_config(args, args.parser_, "demo")
-    settings = DemoSettings(
-        **given(args, "demo"), realtime=config.source.realtime, fps=config.video.fps
-    )  # checks its fields
+    video = {"realtime": config.source.realtime, "fps": config.video.fps, "video": config.video.video}
+    settings = DemoSettings(**given(args, "demo"), **video)  # checks its fields
     whisper_threads = max(1, (os.cpu_count() or 1) - 1)  # a core for the server: no block is lost
     launch(config.pipeline_models(config.video.mode_for(None), threads=whisper_threads), settings)
 

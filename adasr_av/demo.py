@@ -123,7 +123,8 @@ class LiveFeed:
         iterator = iter(self._records)
         try:
             for chunk in iterator:
-                self.last_audio = time.monotonic()
+                if isinstance(chunk, AudioChunk):  # frames keep no stream alive: idle means no sound
+                    self.last_audio = time.monotonic()
                 if not self._offer(chunk):
                     break
             self._offer(_FEED_END)
@@ -260,13 +261,19 @@ class DemoSession:
         settings: DemoSettings | None = None,
     ):
         """An RTSP stream; a URL that does not answer ends the session with its message (in `view`)."""
-        from adasr_av.media.rtsp import read_rtsp_audio
+        from adasr_av.media.rtsp import read_rtsp_audio, read_rtsp_frames
+        from adasr_av.media.sources import as_they_arrive
 
         url = (url or "").strip()
         if not url.lower().startswith(LIVE_SCHEMES):
             raise AdasrError(f"{redact(url) or '(empty)'}: not an RTSP URL (rtsp://host[:port]/path)")
-        audio = read_rtsp_audio(url, max_retries=RTSP_RETRIES, on_gap=lambda gap: log.warning("%s", gap))
-        return cls(models, LiveFeed(audio), question, reference, label=redact(url), settings=settings)
+        settings = settings or DemoSettings()
+        on_gap = lambda gap: log.warning("%s", gap)  # noqa: E731
+        records = read_rtsp_audio(url, max_retries=RTSP_RETRIES, on_gap=on_gap)
+        if models.reads_frames and settings.video in ("ocr", "caption"):  # auto: a camera's speech only
+            frames = read_rtsp_frames(url, settings.fps, max_retries=RTSP_RETRIES, on_gap=on_gap)
+            records = as_they_arrive([records, frames])
+        return cls(models, LiveFeed(records), question, reference, label=redact(url), settings=settings)
 
     # --- control ------------------------------------------------------------------------------
 

@@ -308,6 +308,7 @@ class DemoSettings:
     queue_size: int = option(16, "requests that may wait; more are refused (queue full)")
     realtime: bool = False  # the upload tab's "real speed" box starts ticked
     fps: float = 1.0  # frames read per second of an uploaded video (the run config's video.fps)
+    video: str = "auto"  # the run config's video.video: ocr or caption also reads an RTSP URL's frames
 
     def __post_init__(self):
         if self.max_upload_mb <= 0:

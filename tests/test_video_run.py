@@ -131,3 +131,31 @@ def test_an_undecodable_video_is_one_line_naming_it(kind, clips, tmp_path, capsy
     assert main(["run", str(path), "--plain"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and str(path) in err and "FFmpeg cannot read it" in err
+
+
+@needs_server
+def test_the_demo_rtsp_tab_reads_a_cameras_screen_when_video_is_asked_for(clips):
+    from adasr_av.demo import DemoSession
+    from adasr_av.encoders.contract import ASREncoder
+    from adasr_av.encoders.ocr import OCREncoder, OCROptions
+    from adasr_av.encoders.streaming_asr import StreamingASROptions
+    from adasr_av.encoders.whisper_backends import load_backend
+    from adasr_av.pipeline import PipelineModels
+    from adasr_av.reasoner.loading import load_reasoner_model
+    from adasr_av.reasoner.session import StreamingReasoner
+    from adasr_av.run_config import DemoSettings
+
+    asr = ASREncoder(load_backend(), StreamingASROptions(computation_aware=False))
+    ocr = OCREncoder(OCROptions(computation_aware=False))
+    models = PipelineModels(StreamingReasoner(*load_reasoner_model("tiny-streaming-sft")), [asr, ocr])
+    server = RtspServer("--av", str(clips["mixed"]))
+    server.start()
+    try:
+        settings = DemoSettings(max_record_s=6, video="ocr")
+        session = DemoSession.from_rtsp(models, server.url, settings=settings)
+        assert session.wait(timeout=120) and session.view().done
+    finally:
+        server.stop()
+    chunks = list(session.run.recent_chunks)
+    assert SHOWN in [c.text for c in chunks if c.source == "ocr"]
+    assert any(c.source == "asr" for c in chunks)
