@@ -68,10 +68,8 @@ def _add_config_flag(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from adasr_av.batch import BatchOptions
-    from adasr_av.demo import DemoSettings
     from adasr_av.options import add_flags
-    from adasr_av.run_config import ASRSection, SourceSection
+    from adasr_av.run_config import ASRSection, BatchOptions, DemoSettings, SourceSection
 
     parser = argparse.ArgumentParser(
         prog="adasr-av", description="Reason over audio and video while it streams."
