@@ -40,7 +40,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from adasr_av.errors import AdasrError, first_line
-from adasr_av.media.sources import LIVE_SCHEMES, MIC, is_media_file, redact, source_kind
+from adasr_av.media.sources import LIVE_SCHEMES, MIC, is_media_file, redact
 from adasr_av.pipeline import PipelineModels
 from adasr_av.run_config import BatchOptions
 from adasr_av.types import Event
@@ -533,14 +533,13 @@ def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
 def run_file(models: PipelineModels, item: BatchItem, spool: Path, options: BatchOptions) -> FileResult:
     """One file through the pipeline, its events and SRT written into `spool` as they come (part
     files named in the result); any failure is the result's one-line error, never raised."""
-    from adasr_av.media.sources import open_records
+    from adasr_av.media.sources import open_records, reads_frames
 
     started = time.perf_counter()
     tag = uuid.uuid4().hex[:8]
     parts = {suffix: spool / f".{item.stem}{suffix}.{tag}.part" for suffix in OUTPUT_SUFFIXES}
     try:
-        live = source_kind(item.source) != "file"
-        frames = models.reads_frames and not (live and options.video == "auto")  # auto: a file's frames
+        frames = models.reads_frames and reads_frames(item.source, options.video)
         records = open_records(item.source, options.fps if frames else None, options.realtime)
         result = _stream_to(parts, models, records, item, options.max_seconds)
     except AdasrError as err:
@@ -561,21 +560,17 @@ def _stream_to(
 ) -> FileResult:
     """The pipeline's events and chunks written to the part files as they happen."""
     from adasr_av.pipeline import PipelineRun
-    from adasr_av.sinks import EventWriter, TranscriptWriter
+    from adasr_av.sinks import EventWriter, TranscriptsBySource
 
-    with (
-        TranscriptWriter(parts[TRANSCRIPT_SUFFIX], "srt") as srt,
-        TranscriptWriter(parts[SCREEN_SUFFIX], "srt") as screen,
-        EventWriter(parts[EVENTS_SUFFIX]) as log,
-    ):
-        writers = {"asr": srt, "ocr": screen}  # speech and screen text, each its own SRT
-
-        def on_chunk(chunk) -> None:
-            if chunk.source in writers:
-                writers[chunk.source].write(chunk)
-
+    paths = {"asr": parts[TRANSCRIPT_SUFFIX], "ocr": parts[SCREEN_SUFFIX]}
+    with TranscriptsBySource(paths) as transcripts, EventWriter(parts[EVENTS_SUFFIX]) as log:
         run = PipelineRun(
-            models, records, item.question, item.reference, on_chunk=on_chunk, max_seconds=max_seconds
+            models,
+            records,
+            item.question,
+            item.reference,
+            on_chunk=transcripts.write,
+            max_seconds=max_seconds,
         )
         for event in run:
             log.write(event)

@@ -265,14 +265,14 @@ def cmd_run(args) -> None:
     from adasr_av.media.sources import open_records, probe, sidecar_of
     from adasr_av.pipeline import PipelineRun
     from adasr_av.run_config import run_config
-    from adasr_av.sinks import EventWriter, TranscriptWriter
+    from adasr_av.sinks import EventWriter, TranscriptsBySource
 
     config = run_config(args, args.parser_, "run")  # every bad flag or key fails here
     source, r, out = config.source.source, config.reasoner, config.output
     if not source:
         raise AdasrError("no source: give a file, mic or an rtsp:// URL (or source.source in --config)")
     streams = probe(source)  # a bad source fails before models load
-    video = config.video.mode_for(source, streams.video > 0 if streams else None)
+    video = config.video.mode_for(source, streams)
     records = open_records(
         source, config.video.fps if video != "off" else None, config.source.realtime, streams
     )
@@ -283,14 +283,8 @@ def cmd_run(args) -> None:
     print(f"question: {question or '(none: the stream carries it)'}", flush=True)
     if r.reference is None and reference is not None:
         print(f"reference answer from {sidecar.path}", flush=True)
-    transcripts = {"asr": out.srt, "ocr": out.ocr}  # speech and the text on screen, each its own SRT
-    writers = {kind: TranscriptWriter(path, "srt") for kind, path in transcripts.items() if path}
-
-    def on_chunk(chunk) -> None:
-        if chunk.source in writers:
-            writers[chunk.source].write(chunk)
-
-    run = PipelineRun(models, records, question, reference, out.queue_size, on_chunk=on_chunk)
+    transcripts = TranscriptsBySource({"asr": out.srt, "ocr": out.ocr})
+    run = PipelineRun(models, records, question, reference, out.queue_size, on_chunk=transcripts.write)
     writer = EventWriter(out.out) if out.out else None
     console = Console(force_terminal=None if not out.plain else False)
     try:
@@ -300,7 +294,7 @@ def cmd_run(args) -> None:
                 if writer:
                     writer.write(event)
     finally:
-        for sink in (writer, *writers.values()):
+        for sink in (writer, transcripts):
             if sink:
                 sink.close()
     if run.interrupted:

@@ -234,19 +234,20 @@ class DemoSession:
         reference: str | None = None,
         realtime: bool = False,
         name: str | None = None,
-        fps: float = 1.0,
+        settings: DemoSettings | None = None,
     ):
-        """A media file, its frames read at `fps` when the models read frames and it has video; an
-        unsupported type or an unreadable file raises AdasrError naming it."""
-        from adasr_av.media.sources import open_records, probe
+        """A media file, its frames read (at `settings.fps`) when the models read frames and it has
+        video; an unsupported type or an unreadable file raises AdasrError naming it."""
+        from adasr_av.media.sources import open_records, probe, reads_frames
 
         name = name or Path(path).name
         if (unsupported := unsupported_type(name)) is not None:
             raise AdasrError(unsupported)
         try:
+            settings = settings or DemoSettings()
             streams = probe(str(path))
-            frames = models.reads_frames and streams.video > 0
-            records = open_records(str(path), fps if frames else None, realtime, streams)
+            frames = models.reads_frames and reads_frames(str(path), settings.video, streams)
+            records = open_records(str(path), settings.fps if frames else None, realtime, streams)
         except AdasrError as err:
             raise AdasrError(str(err).replace(str(path), name)) from None
         return cls(models, records, question, reference, label=name)
@@ -262,7 +263,7 @@ class DemoSession:
     ):
         """An RTSP stream; a URL that does not answer ends the session with its message (in `view`)."""
         from adasr_av.media.rtsp import read_rtsp_audio, read_rtsp_frames
-        from adasr_av.media.sources import as_they_arrive
+        from adasr_av.media.sources import as_they_arrive, reads_frames
 
         url = (url or "").strip()
         if not url.lower().startswith(LIVE_SCHEMES):
@@ -270,7 +271,7 @@ class DemoSession:
         settings = settings or DemoSettings()
         on_gap = lambda gap: log.warning("%s", gap)  # noqa: E731
         records = read_rtsp_audio(url, max_retries=RTSP_RETRIES, on_gap=on_gap)
-        if models.reads_frames and settings.video in ("ocr", "caption"):  # auto: a camera's speech only
+        if models.reads_frames and reads_frames(url, settings.video):  # auto: a camera's speech only
             frames = read_rtsp_frames(url, settings.fps, max_retries=RTSP_RETRIES, on_gap=on_gap)
             records = as_they_arrive([records, frames])
         return cls(models, LiveFeed(records), question, reference, label=redact(url), settings=settings)
@@ -609,7 +610,7 @@ def build_app(
             raise AdasrError(f"choose a file to upload first (at most {settings.max_upload_mb} MB)")
         path = Path(file)
         session = DemoSession.from_file(
-            models, path, question, reference, realtime, name=path.name, fps=settings.fps
+            models, path, question, reference, realtime, name=path.name, settings=settings
         )
         yield from follow(pages.opened(request.session_hash, session))
 

@@ -78,18 +78,12 @@ def dests(parser: argparse.ArgumentParser) -> set[str]:
 
 def _flag_type(hint: Any) -> tuple[Any, tuple[str, ...]]:
     """(the argparse type, the choices) of a field's type hint; None in a union is the default."""
-    options = [h for h in typing.get_args(hint) if h is not type(None)] if _is_optional(hint) else [hint]
+    from adasr_av.training.config import is_union
+
+    options = [h for h in typing.get_args(hint) if h is not type(None)] if is_union(hint) else [hint]
     (hint,) = options
     if typing.get_origin(hint) is typing.Literal:
         return str, tuple(typing.get_args(hint))
     if hint in (bool, int, float, str, Path):
         return hint, ()
     raise TypeError(f"no flag for a field of type {hint}")
-
-
-def _is_optional(hint: Any) -> bool:
-    import types
-
-    return (isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union) and type(
-        None
-    ) in typing.get_args(hint)

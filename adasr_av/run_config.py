@@ -105,16 +105,20 @@ class VideoSection:
         if self.caption_model is not None and self.video not in ("caption", "auto"):
             raise _bad("--caption-model", "video.caption_model", "needs --video caption")
 
-    def mode_for(self, source: str | None, has_video: bool | None = None) -> str:
-        """What `video` means for `source`: auto is OCR on a file with a video stream (on any file
-        of a batch, `source` None) and off otherwise; asking for frames a file lacks is an error."""
-        if source is None or has_video is None:
-            return "ocr" if self.video == "auto" else self.video
-        if self.video == "auto":
-            return "ocr" if has_video else "off"
-        if self.video != "off" and not has_video:
-            raise AdasrError(f"source {source}: no video stream for --video {self.video}")
-        return self.video
+    def mode_for(self, source: str | None = None, streams=None) -> str:
+        """The frame encoder a run loads: for one `source` (its `probe` in `streams`), none unless its
+        frames are read (`media.sources.reads_frames`), and asking for frames it lacks is an error;
+        for runs over many sources (batch, demo: None), auto loads OCR."""
+        mode = "ocr" if self.video == "auto" else self.video
+        if source is None or mode == "off":
+            return mode
+        from adasr_av.media.sources import reads_frames, redact
+
+        if reads_frames(source, self.video, streams):
+            return mode
+        if self.video != "auto":
+            raise AdasrError(f"source {redact(source)}: no video stream for --video {self.video}")
+        return "off"
 
     def encoders(self, mode: str, computation_aware: bool = True) -> list:
         """The frame encoder `mode` names (none for off)."""
@@ -333,7 +337,7 @@ def section_from_args(cls: type, args: argparse.Namespace, section: str):
 def run_config(args: argparse.Namespace, parser: argparse.ArgumentParser, command: str) -> RunConfig:
     """The config of `command`: defaults, then `args.config`'s keys, then the flags given. A file
     key the command does not take is an error naming it."""
-    from adasr_av.training.config import from_dict, load_config
+    from adasr_av.training.config import from_dict, load_config, read_toml
 
     flags = {
         f"{section}.{name}": value for section in SECTIONS for name, value in given(args, section).items()
@@ -341,12 +345,12 @@ def run_config(args: argparse.Namespace, parser: argparse.ArgumentParser, comman
     path = getattr(args, "config", None)
     if path is None:
         return from_dict(RunConfig, _nested(flags), "flags")
-    import tomllib
-
-    config = load_config(path, RunConfig, flags)  # checks every key and type, naming the bad one
+    tables = read_toml(path)
+    file_keys = [(section, list(t) if isinstance(t, dict) else []) for section, t in tables.items()]
+    config = load_config(path, RunConfig, flags, tables)  # checks every key and type, naming the bad one
     taken = dests(parser)
-    for section, table in tomllib.loads(Path(path).read_text(encoding="utf-8")).items():
-        for key in table if isinstance(table, dict) else ():
+    for section, keys in file_keys:
+        for key in keys:
             if f"{section}.{key}" not in taken:
                 raise AdasrError(f"config {path}: `adasr-av {command}` does not take {section}.{key}")
     return config

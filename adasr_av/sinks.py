@@ -168,6 +168,28 @@ class TranscriptWriter(AppendingFile):
         self.append(line)
 
 
+class TranscriptsBySource:
+    """Each encoder's chunks in a transcript of its own (speech in one SRT, screen text in another):
+    `paths` by chunk source; a source with no path is not written."""
+
+    def __init__(self, paths: dict[str, str | Path | None], format: str = "srt"):
+        self.writers = {source: TranscriptWriter(path, format) for source, path in paths.items() if path}
+
+    def write(self, chunk: TextChunk) -> None:
+        if chunk.source in self.writers:
+            self.writers[chunk.source].write(chunk)
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            writer.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def format_chunk(chunk: TextChunk) -> str:
     """One live transcript line: the media span, when it was committed, and the text."""
     return f"[{chunk.t_start:7.2f} -> {chunk.t_end:7.2f}s, committed {chunk.t_emit:7.2f}s]  {chunk.text}"

@@ -37,3 +37,20 @@ def test_sidecars_are_looked_up_for_files_only(tmp_path):
     (tmp_path / "story.json").write_text(json.dumps({"text": "Tom has 5.", "answer": 5}))
     assert sidecar_of(str(media)).answer == "5"
     assert sidecar_of("mic") is None and sidecar_of("rtsp://cam/stream") is None
+
+
+def test_one_rule_decides_which_sources_frames_are_read():
+    """The same answer for run, batch and the demo (each asks `reads_frames`)."""
+    from adasr_av.media.sources import reads_frames
+    from adasr_av.run_config import VideoSection
+
+    slides, speech = "demos/media/slides-shopping.mp4", "demos/media/shopping.mp3"
+    assert reads_frames(slides, "auto") and reads_frames(slides, "caption")
+    assert not reads_frames(slides, "off") and not reads_frames(speech, "auto")
+    assert not reads_frames("rtsp://cam/x", "auto") and reads_frames("rtsp://cam/x", "ocr")
+    assert not reads_frames("mic", "ocr")
+    assert VideoSection().mode_for(slides) == "ocr" and VideoSection().mode_for("rtsp://cam/x") == "off"
+    assert VideoSection(video="caption").mode_for("rtsp://cam/x") == "caption"
+    assert VideoSection().mode_for() == "ocr" and VideoSection(video="off").mode_for(slides) == "off"
+    with pytest.raises(AdasrError, match="^source mic: no video stream for --video ocr$"):
+        VideoSection(video="ocr").mode_for("mic")

@@ -125,6 +125,18 @@ def probe(source: str) -> Streams | None:
     return Streams(*media_streams(source))
 
 
+def reads_frames(source: str, video: str, streams: Streams | None = None) -> bool:
+    """Whether a run under `--video video` reads `source`'s frames: never with off or from the
+    microphone; auto reads a file's video stream and takes only speech from a live input (a camera's
+    picture is read when ocr or caption asks); `streams` is the file's `probe` when the caller has it."""
+    kind = source_kind(source)
+    if video == "off" or kind == "mic":
+        return False
+    if kind == "rtsp":
+        return video != "auto"
+    return (streams or probe(source)).video > 0
+
+
 def open_records(
     source: str, fps: float | None = None, realtime: bool = False, streams: Streams | None = None
 ) -> Iterator[Record]:

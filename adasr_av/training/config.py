@@ -18,15 +18,22 @@ from adasr_av.errors import AdasrError
 T = TypeVar("T")
 
 
-def load_config(path: str | Path, cls: type[T], overrides: dict[str, Any] | None = None) -> T:
-    """Read `path` into `cls`; `overrides` ("section.key": value) win over the file."""
-    path = Path(path)
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """A config file's tables; an unreadable or invalid file is one line naming it."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as err:
         raise AdasrError(f"config {path}: {err.strerror.lower()}") from None
     except tomllib.TOMLDecodeError as err:
         raise AdasrError(f"config {path}: not valid TOML ({err})") from None
+
+
+def load_config(
+    path: str | Path, cls: type[T], overrides: dict[str, Any] | None = None, data: dict | None = None
+) -> T:
+    """Read `path` (or its tables already read, `data`) into `cls`; `overrides` ("section.key":
+    value) win over the file."""
+    data = read_toml(path) if data is None else data
     for dotted, value in (overrides or {}).items():
         *sections, key = dotted.split(".")
         table = data
@@ -57,7 +64,7 @@ def from_dict(cls: type[T], data: dict, where: str, prefix: str = "") -> T:
 
 def _checked(value: Any, hint: Any, where: str, key: str) -> Any:
     """`value` if it fits the type hint (ints pass for floats); an error naming the key if not."""
-    options = typing.get_args(hint) if _is_union(hint) else (hint,)
+    options = typing.get_args(hint) if is_union(hint) else (hint,)
     for option in options:
         if option is type(None) and value is None:
             return value
@@ -81,11 +88,12 @@ def _checked(value: Any, hint: Any, where: str, key: str) -> Any:
 def _describe(hint: Any) -> str:
     if typing.get_origin(hint) is typing.Literal:
         return " or ".join(repr(v) for v in typing.get_args(hint))
-    if _is_union(hint):
+    if is_union(hint):
         return " or ".join(_describe(h) for h in typing.get_args(hint))
     names = {float: "a number", int: "an integer", str: "a string", bool: "true or false", Path: "a path"}
     return names.get(hint, getattr(hint, "__name__", str(hint)))
 
 
-def _is_union(hint: Any) -> bool:
+def is_union(hint: Any) -> bool:
+    """Whether a type hint is `A | B` (or `Optional[A]`)."""
     return isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
