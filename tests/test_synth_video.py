@@ -4,15 +4,20 @@ real ASR and OCR; each sentence's gold on the chunk that delivered it first."""
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import av
 import pytest
 
 from adasr_av.cli import main
+from adasr_av.data.dataset import parse_record
 from adasr_av.data.stories import generate_story
-from adasr_av.data.video_mode import Layout, assign_first_arrival, draw_modalities
+from adasr_av.data.streamed import text_record
+from adasr_av.data.teacher import gold_spans
+from adasr_av.data.video_mode import Layout, as_clip, assign_first_arrival, draw_modalities
 from adasr_av.encoders.ocr import sentence_key
+from adasr_av.reasoner.protocol import SOURCE_TAGS
 from adasr_av.types import TextChunk
 
 
@@ -33,6 +38,26 @@ def test_a_sentence_given_twice_is_gold_on_its_first_arrival_only():
         TextChunk("Two.", 3.5, 6.0, 6.5, "ocr"),
     ]
     assert assign_first_arrival(layout, chunks) == [[0], [], [1], []]
+
+
+def test_a_text_story_as_a_clip_gives_it_the_way_the_encoders_do():
+    """Training's stand-in for rendering (`data.video_fraction`): the same gold, each shown
+    sentence from the screen, a narrated one twice with its gold on the screen's (first) copy."""
+    story = parse_record(text_record(generate_story(5, "train", 3)), "story", need_gold=True)
+    texts = [c.text for c in story.chunks]
+    rng = random.Random(0)
+    slides = as_clip(story, "slideshow", rng)
+    assert [c.text for c in slides.chunks] == texts and {c.source for c in slides.chunks} == {"ocr"}
+    assert slides.thoughts == story.thoughts and slides.informative == story.informative
+    narrated = as_clip(story, "narrated", rng)
+    assert [c.source for c in narrated.chunks] == ["ocr", "asr"] * len(texts)
+    assert narrated.thoughts[::2] == story.thoughts and set(narrated.thoughts[1::2]) == {""}
+    assert not any(narrated.informative[1::2])
+    mixed = as_clip(story, "mixed", rng)
+    assert [c.text for c in mixed.chunks] == texts and mixed.thoughts == story.thoughts
+    assert {c.source for c in mixed.chunks} == {"ocr", "asr"}
+    spans = "".join(text for _, text in gold_spans(mixed, "uniform"))
+    assert spans.count(SOURCE_TAGS["ocr"]) == sum(c.source == "ocr" for c in mixed.chunks)
 
 
 @pytest.fixture(scope="module")

@@ -133,6 +133,30 @@ def test_an_undecodable_video_is_one_line_naming_it(kind, clips, tmp_path, capsy
     assert err.count("\n") == 0 and str(path) in err and "FFmpeg cannot read it" in err
 
 
+def test_a_video_in_a_codec_ffmpeg_cannot_decode_is_one_line_before_models_load(clips, tmp_path, capsys):
+    """The clip remuxed into Matroska, its codec id then rewritten to one no FFmpeg knows."""
+    import av
+
+    remuxed = tmp_path / "ok.mkv"
+    with av.open(str(clips["slides"])) as source, av.open(str(remuxed), "w") as out:
+        stream = out.add_stream_from_template(source.streams.video[0])
+        for packet in source.demux(source.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    data = remuxed.read_bytes()
+    assert data.count(b"V_MPEG4/ISO/AVC") == 1
+    path = tmp_path / "unknown-codec.mkv"
+    path.write_bytes(data.replace(b"V_MPEG4/ISO/AVC", b"V_QQQQQ/ISO/AVC"))
+    assert main(["run", str(path), "--plain"]) == 1
+    out, err = capsys.readouterr()
+    assert (
+        err.strip()
+        == f"adasr-av: error: media file {path}: its video is in a codec FFmpeg cannot decode here"
+    )
+    assert "question:" not in out  # refused before the models load
+
+
 @needs_server
 def test_the_demo_rtsp_tab_reads_a_cameras_screen_when_video_is_asked_for(clips):
     from adasr_av.demo import DemoSession

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from adasr_av.data.dataset import StreamedStory
 from adasr_av.data.speech_mode import Speaker, transcribe_samples
 from adasr_av.data.stories import Story
 from adasr_av.data.streamed import chunk_gold
@@ -58,15 +59,40 @@ def draw_kind(seed: int, story_id: str, kinds: Sequence[str]) -> str:
 
 def draw_modalities(kind: str, n: int, seed: int, story_id: str) -> tuple[list[bool], list[bool]]:
     """(spoken, shown) per sentence for a clip of `kind`."""
+    return modalities(kind, n, random.Random(f"{seed}:{story_id}:mixed"))
+
+
+def modalities(kind: str, n: int, rng: random.Random) -> tuple[list[bool], list[bool]]:
     if kind == "slideshow":
         return [False] * n, [True] * n
     if kind == "narrated":
         return [True] * n, [True] * n
-    rng = random.Random(f"{seed}:{story_id}:mixed")
     spoken = [rng.random() < 0.5 for _ in range(n)]
     if n >= 2 and len(set(spoken)) == 1:  # at least one of each
         spoken[rng.randrange(n)] = not spoken[0]
     return spoken, [not s for s in spoken]
+
+
+def as_clip(story: StreamedStory, kind: str, rng: random.Random) -> StreamedStory:
+    """A streamed story's chunks as a clip of `kind` delivers them, without rendering one (for
+    training): a shown chunk comes from the OCR encoder, word for word (the OCR reads a rendered
+    slide exactly), a spoken one from the ASR; a narrated chunk comes twice, first from the screen
+    (read a second after the slide appears, before the speech is committed), then from the speech,
+    which brings nothing new (no gold of its own: to be skipped)."""
+    if story.thoughts is None or story.informative is None:
+        return story
+    spoken, shown = modalities(kind, len(story.chunks), rng)
+    chunks, informative, thoughts = [], [], []
+    for i, chunk in enumerate(story.chunks):
+        if shown[i]:
+            chunks.append(replace(chunk, source="ocr"))
+            informative.append(story.informative[i])
+            thoughts.append(story.thoughts[i])
+        if spoken[i]:
+            chunks.append(replace(chunk, source="asr"))
+            informative.append(story.informative[i] and not shown[i])
+            thoughts.append("" if shown[i] else story.thoughts[i])
+    return replace(story, chunks=tuple(chunks), informative=tuple(informative), thoughts=tuple(thoughts))
 
 
 def lay_out(

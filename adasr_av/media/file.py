@@ -64,11 +64,15 @@ def read_video_frames(
 
 
 def media_streams(path: str | Path) -> tuple[int, int]:
-    """How many audio and video streams a media file has (cover art is no video)."""
+    """How many audio and video streams a media file has (cover art is no video); a stream in a
+    codec this FFmpeg cannot decode is an error naming the file, before anything is read."""
     with open_media(path) as container:
         video = [
             s for s in container.streams.video if not (s.disposition & av.stream.Disposition.attached_pic)
         ]
+        for kind, streams in (("audio", container.streams.audio), ("video", video)):
+            if any(s.codec_context is None for s in streams):
+                raise AdasrError(f"media file {path}: its {kind} is in a codec FFmpeg cannot decode here")
         return len(container.streams.audio), len(video)
 
 

@@ -56,6 +56,8 @@ class DataConfig:
     merge_prob: float = 0.0  # chance to join neighbouring chunks, as streaming ASR does
     asr_channel: str | None = None  # a measured ASR channel (JSON, asr_channel.ASRChannel) ...
     channel_fraction: float = 0.0  # ... that this share of the stories goes through instead of merging
+    video_fraction: float = 0.0  # share of the stories given as a video clip gives them (data.video_mode)
+    video_clips: list[str] = field(default_factory=lambda: ["slideshow", "narrated", "mixed"])
     max_stories: int = 0  # 0: all
     skip_too_long: bool = False  # drop stories longer than the model's positions (else an error)
     valid_stories: int = 200
@@ -107,6 +109,12 @@ def load_stories(paths: str | list[str], limit: int = 0) -> list[StreamedStory]:
 
 
 def build_examples(tokenizer, stories: list[StreamedStory], data: DataConfig, seed: int) -> list[Example]:
+    from adasr_av.data.video_mode import CLIP_KINDS, as_clip
+
+    if unknown := set(data.video_clips) - set(CLIP_KINDS):
+        raise AdasrError(
+            f"config: 'data.video_clips' has {', '.join(sorted(unknown))}; known: {', '.join(CLIP_KINDS)}"
+        )
     channel = ASRChannel.load(data.asr_channel) if data.asr_channel else None
     if channel is None and data.channel_fraction > 0:
         raise AdasrError("config: 'data.channel_fraction' needs 'data.asr_channel'")
@@ -114,7 +122,9 @@ def build_examples(tokenizer, stories: list[StreamedStory], data: DataConfig, se
     for i, story in enumerate(stories):
         style = story_style(seed, i, data.adaptive_fraction)
         rng = random.Random(f"merge:{seed}:{i}")
-        if channel is not None and rng.random() < data.channel_fraction:
+        if data.video_fraction > 0 and random.Random(f"video:{seed}:{i}").random() < data.video_fraction:
+            story = as_clip(story, rng.choice(data.video_clips), rng)
+        elif channel is not None and rng.random() < data.channel_fraction:
             story = apply_channel(story, channel, rng)
         else:
             story = merge_chunks(story, rng, data.merge_prob)
