@@ -271,6 +271,7 @@ def cmd_run(args) -> None:
     source, r, out = config.source.source, config.reasoner, config.output
     if not source:
         raise AdasrError("no source: give a file, mic or an rtsp:// URL (or source.source in --config)")
+    name = redact(source)  # what every output shows; `source` itself only opens the stream
     streams = probe(source)  # a bad source fails before models load
     video = config.video.mode_for(source, streams)
     records = open_records(
@@ -288,7 +289,7 @@ def cmd_run(args) -> None:
     writer = EventWriter(out.out) if out.out else None
     console = Console(force_terminal=None if not out.plain else False)
     try:
-        with LiveView(source, question, console) as view:
+        with LiveView(name, question, console) as view:
             for event in run:
                 view.update(event, stopping=run.stopping)
                 if writer:
@@ -300,7 +301,7 @@ def cmd_run(args) -> None:
     if run.interrupted:
         print("adasr-av: interrupted: the stream was closed and answered", file=sys.stderr)
     if out.plot:
-        run.timeline.save(out.plot, title=redact(source))
+        run.timeline.save(out.plot, title=name)
     written = (
         (out.out, "events"),
         (out.srt, "transcript"),

@@ -269,10 +269,9 @@ class DemoSession:
         if not url.lower().startswith(LIVE_SCHEMES):
             raise AdasrError(f"{redact(url) or '(empty)'}: not an RTSP URL (rtsp://host[:port]/path)")
         settings = settings or DemoSettings()
-        on_gap = lambda gap: log.warning("%s", gap)  # noqa: E731
-        records = read_rtsp_audio(url, max_retries=RTSP_RETRIES, on_gap=on_gap)
+        records = read_rtsp_audio(url, max_retries=RTSP_RETRIES)  # it reports each gap
         if models.reads_frames and reads_frames(url, settings.video):  # auto: a camera's speech only
-            frames = read_rtsp_frames(url, settings.fps, max_retries=RTSP_RETRIES, on_gap=on_gap)
+            frames = read_rtsp_frames(url, settings.fps, max_retries=RTSP_RETRIES)
             records = as_they_arrive([records, frames])
         return cls(models, LiveFeed(records), question, reference, label=redact(url), settings=settings)
 

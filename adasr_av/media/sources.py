@@ -75,7 +75,7 @@ def open_audio(source: str, realtime: bool = False) -> Iterable[AudioChunk]:
     if kind == "rtsp":
         from adasr_av.media.rtsp import read_rtsp_audio
 
-        return read_rtsp_audio(source, on_gap=lambda gap: log.warning("%s: %s", redact(source), gap))
+        return read_rtsp_audio(source)  # it reports each gap, naming the URL without its password
     from adasr_av.media.file import read_audio
 
     return read_audio(source, realtime=realtime)
@@ -158,7 +158,7 @@ def open_records(
     if kind == "rtsp":
         from adasr_av.media.rtsp import read_rtsp_frames
 
-        frames = read_rtsp_frames(source, fps, on_gap=lambda gap: log.warning("%s: %s", redact(source), gap))
+        frames = read_rtsp_frames(source, fps)
         return as_they_arrive([open_audio(source), frames])
     from adasr_av.media.file import read_audio, read_video_frames
 
