@@ -39,6 +39,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from adasr_av.atomic import atomic_open, write_atomically
 from adasr_av.errors import AdasrError, first_line
 from adasr_av.media.sources import LIVE_SCHEMES, MIC, is_media_file, redact
 from adasr_av.pipeline import PipelineModels
@@ -69,6 +70,12 @@ class BatchItem:
     question: str = ""
     reference: str | None = None
     error: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The source as every output shows it (rows, lines, names): a URL without its password;
+        the source itself only opens the stream."""
+        return redact(self.source)
 
 
 @dataclass
@@ -309,7 +316,7 @@ def _with_stems(items: list[BatchItem]) -> list[BatchItem]:
         if item.error is not None:
             named.append(item)
             continue
-        base = _base_stem(item.source)
+        base = _base_stem(item.name)
         stem, n = base, 1
         while stem.lower() in taken:
             n += 1
@@ -320,7 +327,7 @@ def _with_stems(items: list[BatchItem]) -> list[BatchItem]:
 
 
 def _base_stem(source: str) -> str:
-    name = source.split("://", 1)[1] if "://" in source else Path(source).stem
+    name = source.split("://", 1)[1].split("@")[-1] if "://" in source else Path(source).stem
     return re.sub(r"[^\w.-]+", "_", name).strip("._") or "stream"
 
 
@@ -409,7 +416,7 @@ def _finish(item: BatchItem, result: FileResult, out: Path) -> dict[str, str]:
                 _discard([result.parts[suffix]] if suffix in result.parts else [])
                 continue
             if suffix in result.shipped:
-                _write_atomically(target, lambda path, data=result.shipped[suffix]: path.write_bytes(data))
+                write_atomically(target, result.shipped[suffix])
             else:
                 os.replace(result.parts[suffix], target)
     except OSError as err:
@@ -438,7 +445,7 @@ def _row(
         return "" if value is None else str(value)
 
     return {
-        "file": item.source,
+        "file": item.name,
         "stem": item.stem,
         "question": item.question,
         "answer": text(summary.get("answer")),
@@ -472,11 +479,11 @@ def _done_earlier(item: BatchItem, out: Path, earlier: dict[str, str] | None) ->
     if not (events_path.is_file() and (out / f"{item.stem}{TRANSCRIPT_SUFFIX}").is_file()):
         return None
     if earlier is not None:
-        same = _same_source(earlier.get("file", ""), item.source) and earlier.get("question") == item.question
+        same = _same_source(earlier.get("file", ""), item.name) and earlier.get("question") == item.question
         if not same or earlier.get("status") not in ("ok", "skipped"):
             return None
         carried = {name: earlier.get(name) or "" for name in SUMMARY_COLUMNS}
-        return carried | {"file": item.source, "stem": item.stem, "status": "skipped", "error": ""}
+        return carried | {"file": item.name, "stem": item.stem, "status": "skipped", "error": ""}
     try:
         events = _read_events(events_path)
     except (OSError, ValueError, KeyError, TypeError):
@@ -508,23 +515,10 @@ def _earlier_rows(summary: Path) -> dict[str, dict[str, str]]:
 
 
 def _write_summary(path: Path, rows: dict[int, dict[str, str]]) -> None:
-    def write(temporary: Path) -> None:
-        with temporary.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, SUMMARY_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows[i] for i in sorted(rows))
-
-    _write_atomically(path, write)
-
-
-def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """`write(temporary)` beside `path`, then rename: `path` never holds half a file."""
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with atomic_open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, SUMMARY_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows[i] for i in sorted(rows))
 
 
 # --- workers: here, processes or Ray actors --------------------------------------------------------

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +18,7 @@ import numpy as np
 from rich.table import Table
 from tqdm import tqdm
 
+from adasr_av.atomic import write_atomically
 from adasr_av.data.dataset import StreamedStory
 from adasr_av.errors import AdasrError
 from adasr_av.reasoner.protocol import Mode
@@ -212,16 +211,11 @@ def evaluate(
 
 
 def save_evaluation(path: str | Path, report: EvalReport, results: Sequence[StoryResult]) -> None:
-    """Write {"report", "stories"} as JSON through a temporary file, so the path never holds half a file."""
+    """Write {"report", "stories"} as JSON; the path never holds half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"report": asdict(report), "stories": [asdict(r) for r in results]}
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        temporary.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    write_atomically(path, json.dumps(payload, indent=2) + "\n")
 
 
 def _fmt(value: float | None, spec: str, unit: str = "") -> str:

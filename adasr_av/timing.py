@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
+from adasr_av.atomic import write_atomically
 from adasr_av.errors import AdasrError
 
 SECONDS_PER_MINUTE = 60.0
@@ -53,7 +54,7 @@ class CostModel:
         return n_tokens * self.decode_per_token_s
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n")
+        write_atomically(path, json.dumps(asdict(self), indent=2) + "\n")
 
 
 PAPER_PROFILE = CostModel(
@@ -71,11 +72,17 @@ def load_cost_model(spec: str | Path) -> CostModel:
     if str(spec) in COST_PROFILES:
         return COST_PROFILES[str(spec)]
     path = Path(spec)
-    if not path.is_file():
+    try:
+        text = path.read_text(encoding="utf-8") if path.is_file() else None
+    except OSError as err:  # a name too long for a path, a file it may not read
+        raise AdasrError(f"cost profile {spec}: {err.strerror.lower()}") from None
+    except UnicodeDecodeError:
+        raise AdasrError(f"cost profile {spec}: not a JSON file (not UTF-8 text)") from None
+    if text is None:
         known = ", ".join(COST_PROFILES)
         raise AdasrError(f"cost profile {spec}: no such file (built-in profiles: {known})")
     try:
-        fields = json.loads(path.read_text())
+        fields = json.loads(text)
     except json.JSONDecodeError as err:
         raise AdasrError(f"cost profile {path}: not valid JSON ({err.msg}, line {err.lineno})") from None
     if not isinstance(fields, dict):

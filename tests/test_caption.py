@@ -77,8 +77,11 @@ def test_captions_come_out_in_words_one_chunk_per_change(captioner):
 
 def test_computation_aware_captions_are_out_after_their_compute(captioner):
     encoder = CaptionEncoder(CaptionOptions(model=str(captioner)))
-    (chunk,) = encoder([VideoFrame(picture("blue"), 3.0)])
-    assert chunk.t_start == 3.0 and chunk.t_emit > 3.0
+    stats = encoder.new_stats()
+    (chunk,) = encoder([VideoFrame(picture("blue"), 3.0)], stats)
+    assert stats.reads == 1 and stats.read_s > 0
+    assert chunk.text == CAPTIONS["blue"] and chunk.t_start == 3.0
+    assert chunk.t_emit == 3.0 + stats.read_s  # the frame's time plus its read
 
 
 def test_a_model_that_is_not_image_to_text_is_one_line(trained_model_dir, tmp_path):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import socket
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import jiwer
 import numpy as np
@@ -14,8 +18,9 @@ from whisper.normalizers import EnglishTextNormalizer
 
 from adasr_av.cli import main
 from adasr_av.data.tts import write_audio
+from adasr_av.encoders import streaming_asr
 from adasr_av.encoders.asr_options import ASRCosts
-from adasr_av.encoders.local_agreement import HypothesisBuffer
+from adasr_av.encoders.local_agreement import HypothesisBuffer, ends_sentence
 from adasr_av.encoders.online_asr import OnlineASR
 from adasr_av.encoders.streaming_asr import (
     LAG_BIN_S,
@@ -140,9 +145,41 @@ def test_streaming_transcript_of_a_media_file(speech, whisper, tmp_path, suffix)
     assert sum(c.text.rstrip().endswith((".", "?")) for c in chunks) >= 3  # sentence chunks
 
 
-def test_computation_unaware_emits_when_the_audio_arrived(speech, whisper):
-    """Each chunk goes out when the audio of the step that committed it had arrived (or at its
-    last word's end, where Whisper timed a word past the audio), not at any later time."""
+class Steps:
+    """The policy `transcribe_stream` makes, noting for each committed word the audio that had
+    arrived when its step ran, and each arrival at which the VAD was asked and heard a pause."""
+
+    def __init__(self, policy, arrived):
+        self.policy, self.arrived = policy, arrived
+        self.committed: list[tuple[Word, float]] = []  # word, arrival of the step that committed it
+        self.quiet_at: list[float] = []
+
+    def __getattr__(self, name):
+        return getattr(self.policy, name)
+
+    def process_iter(self):
+        return self._note(self.policy.process_iter())
+
+    def finish(self):
+        return self._note(self.policy.finish())
+
+    def quiet(self):
+        heard = self.policy.quiet()
+        if heard:
+            self.quiet_at.append(self.arrived())
+        return heard
+
+    def _note(self, words):
+        self.committed += [(w, self.arrived()) for w in words]
+        return words
+
+
+def test_computation_unaware_emits_when_the_audio_arrived(speech, whisper, monkeypatch):
+    """Stream time stops while Whisper runs: a word is committed at the arrival of the audio of the
+    step that decoded it, and a chunk goes out (DESIGN.md, streaming_asr's module doc) at the step
+    that committed its sentence end; else at the step that brought the next word past a pause or
+    the length limit, or when the VAD heard the pause after it, whichever came first; never before
+    its last word's end (where Whisper timed a word past the audio)."""
     arrived = []
 
     def source():
@@ -150,13 +187,99 @@ def test_computation_unaware_emits_when_the_audio_arrived(speech, whisper):
             arrived.append(chunk.t_end)
             yield chunk
 
+    steps = []
+    make_policy = streaming_asr.make_policy
+    monkeypatch.setattr(
+        streaming_asr,
+        "make_policy",
+        lambda *a: steps.append(Steps(make_policy(*a), lambda: arrived[-1])) or steps[-1],
+    )
     backend = Recording(whisper, lambda: arrived[-1])
-    chunks = list(transcribe_stream(source(), backend, UNAWARE))
-    steps = sorted(set(backend.arrivals))
-    assert steps[0] >= UNAWARE.min_step_seconds - 1e-6  # no decode before a second of speech
+    options = replace(UNAWARE, max_chunk_seconds=2.5)  # long sentences also end at the next word
+    chunks = list(transcribe_stream(source(), backend, options))
+    (policy,) = steps
+    assert min(backend.arrivals) >= options.min_step_seconds - 1e-6  # no decode before a second of speech
     assert len(chunks) >= 3
+    sent = [w for chunk in chunks for w in chunk.words]
+    assert [(w.text, w.t_start, w.t_end) for w in sent] == [
+        (w.text, w.t_start, w.t_end) for w, _ in policy.committed
+    ]
+    step_of = [t for _, t in policy.committed]
+    assert [w.t_commit for w in sent] == step_of  # every word, exactly once, stamped with its step
+    assert set(step_of) <= {*backend.arrivals, arrived[-1]}  # a decode's arrival, or the stream's end
+    first = 0  # index in `sent` of the chunk's first word
     for chunk in chunks:
-        assert any(abs(chunk.t_emit - t) < 1e-9 for t in steps) or chunk.t_emit == chunk.t_end
+        last = first + len(chunk.words) - 1
+        if ends_sentence(chunk.words[-1].text):
+            due = step_of[last]
+        else:
+            after_pause = chunk.words[-1].t_end + options.pause_seconds - 1e-9
+            heard = [t for t in policy.quiet_at if t >= step_of[last] and t >= after_pause]
+            next_word = step_of[last + 1] if last + 1 < len(sent) else arrived[-1]
+            due = min([next_word, *heard])
+        assert chunk.t_emit == max(due, chunk.t_end), chunk
+        first = last + 1
+    assert any(not ends_sentence(c.words[-1].text) for c in chunks[:-1])  # both rules were used
+
+
+class Scripted:
+    """A commit policy that commits `script[arrival]` at a step when that audio arrives (and
+    `script["end"]` at the end) and hears a pause while the audio's end is in one of `quiet`."""
+
+    def __init__(self, script, quiet):
+        self.script, self.quiet_spans, self.now = dict(script), quiet, 0.0
+
+    def insert_audio(self, chunk):
+        self.now = round(chunk.t_end, 1)
+
+    def ready(self):
+        return self.now in self.script
+
+    def process_iter(self):
+        return self.script.pop(self.now)
+
+    def finish(self):
+        return self.script.pop("end")
+
+    def quiet(self):
+        return any(start <= self.now < end for start, end in self.quiet_spans)
+
+
+@pytest.mark.parametrize(
+    ("aware", "emitted"),
+    [(False, [1.1, 2.1, 4.5, 5.5, 6.0]), (True, [1.25, 2.25, 4.75, 5.75, 6.25])],
+    ids=["unaware", "aware"],
+)
+def test_each_chunk_goes_out_at_the_time_the_design_gives(monkeypatch, aware, emitted):
+    """Six seconds of audio in 0.1 s chunks, a policy that commits scripted words, and each step
+    taking 0.25 s. A word's commit time is the arrival of its step's last audio, plus the step's
+    compute when computation-aware; a chunk goes out at the commit of its sentence end (not before
+    its last word's end: "two." was timed past the audio), when the VAD has heard `pause_seconds`
+    after its last word ("three four"), at the commit of the word that came after a pause the VAD
+    did not hear ("five") or past `max_chunk_seconds` ("six seven"), or at the end of the stream."""
+    script = {
+        1.0: words(("One", 0.1, 0.4), ("two.", 0.4, 1.1)),
+        2.0: words(("three", 1.0, 1.3), ("four", 1.3, 1.55)),
+        3.5: words(("five", 3.0, 3.3)),
+        4.5: words(("six", 3.9, 4.2), ("seven", 4.3, 5.0)),
+        5.5: words(("eight", 5.0, 5.5)),
+        "end": words(("nine.", 5.6, 5.9)),
+    }
+    committed_at = {1.0: 1.0, 2.0: 2.0, 3.5: 3.5, 4.5: 4.5, 5.5: 5.5, "end": 6.0}
+    monkeypatch.setattr(streaming_asr, "make_policy", lambda *_: Scripted(script, quiet=[(2.0, 3.0)]))
+    monkeypatch.setattr(
+        streaming_asr, "time", SimpleNamespace(perf_counter=itertools.count(0.0, 0.25).__next__)
+    )
+    audio = [AudioChunk(np.zeros(1600, np.float32), k / 10, (k + 1) / 10) for k in range(60)]
+    options = StreamingASROptions(computation_aware=aware, pause_seconds=0.5, max_chunk_seconds=1.5)
+    stats = ASRStats()
+    chunks = list(transcribe_stream(audio, None, options, stats))
+    assert [c.text for c in chunks] == ["One two.", "three four", "five", "six seven", "eight nine."]
+    assert [c.t_emit for c in chunks] == emitted
+    compute = 0.25 if aware else 0.0
+    expected = [committed_at[key] + compute for key, spoken in script.items() for _ in spoken]
+    assert [w.t_commit for c in chunks for w in c.words] == expected
+    assert stats.steps == 6 and stats.lags_s.max_s == compute
 
 
 def read_audio_array(samples: np.ndarray, chunk: int = 1600):
@@ -241,10 +364,16 @@ def test_slower_than_real_time_coalesces_instead_of_falling_behind(speech, whisp
     assert wer(SPEECH, " ".join(c.text for c in chunks)) <= 0.3
 
 
-def test_bundled_model_loads_without_network(whisper):
+def test_bundled_model_loads_without_network(speech, monkeypatch):
+    def no_network(*_, **__):
+        raise OSError("the network was used")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    whisper = load_backend()
     assert isinstance(whisper, FasterWhisperBackend)
-    transcript = whisper.transcribe(np.zeros(16000, dtype=np.float32))
-    assert transcript.words == [] or all(w.t_end <= 2.0 for w in transcript.words)
+    heard = normalise("".join(w.text for w in whisper.transcribe(speech).words)).split()
+    assert {"bread", "morning", "noon", "afternoon"} <= set(heard)
 
 
 def test_bad_whisper_model_is_one_line(tmp_path):

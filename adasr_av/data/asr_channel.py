@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 from difflib import SequenceMatcher
 from pathlib import Path
 
+from adasr_av.atomic import write_atomically
 from adasr_av.data.dataset import StreamedStory, holder_names
 from adasr_av.data.streamed import join_chunks, join_thoughts
 from adasr_av.errors import AdasrError
@@ -52,7 +53,7 @@ class ASRChannel:
     inserted: dict[str, int] = field(default_factory=dict)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(asdict(self), indent=1) + "\n", encoding="utf-8")
+        write_atomically(path, json.dumps(asdict(self), indent=1) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> ASRChannel:

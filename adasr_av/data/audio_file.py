@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
-import uuid
 from pathlib import Path
 
 import av
 import numpy as np
 
+from adasr_av.atomic import atomic_path
 from adasr_av.data.resample import resample_frames
 from adasr_av.errors import AdasrError
 from adasr_av.media.audio import SAMPLE_RATE
@@ -55,19 +54,13 @@ def write_audio(
     if samples.size == 0:
         raise AdasrError(f"cannot write {path}: no samples (an empty MP3 or Ogg file is unreadable)")
     muxer, codecs = CONTAINERS[suffix]
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with av.open(str(temporary), "w", format=muxer) as container:
-            # Every stream is added before the first packet: the muxer writes its header then.
-            audio = _add_audio_stream(container, _encoder(codecs, path), sample_rate)
-            black = _add_video_stream(container, _encoder(VIDEO_CODECS, path)) if video else None
-            _encode_audio(container, audio, samples, sample_rate)
-            if black is not None:
-                _encode_black_video(container, black, len(samples) / sample_rate)
-        os.replace(temporary, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
+    with atomic_path(path) as part, av.open(str(part), "w", format=muxer) as container:
+        # Every stream is added before the first packet: the muxer writes its header then.
+        audio = _add_audio_stream(container, _encoder(codecs, path), sample_rate)
+        black = _add_video_stream(container, _encoder(VIDEO_CODECS, path)) if video else None
+        _encode_audio(container, audio, samples, sample_rate)
+        if black is not None:
+            _encode_black_video(container, black, len(samples) / sample_rate)
     return path
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from adasr_av.atomic import write_atomically
 from adasr_av.data import espeak, piper
 from adasr_av.data.speech_mode import (
     PAUSE_RANGE_S,
@@ -179,9 +180,7 @@ def _check_settings(out: Path, content: dict) -> None:
             now = ", ".join(f"{key}={content.get(key)}" for key in differ)
             raise AdasrError(f"{out} was made with {was}, not {now}: use another folder or the same settings")
         return
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    write_atomically(path, json.dumps(content, indent=2) + "\n")
 
 
 def run_synth(options: SynthOptions, out: str | Path, progress: bool = True) -> SynthSummary:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from adasr_av.atomic import atomic_path
 from adasr_av.media.audio import SAMPLE_RATE
 
 SIZE = (1280, 720)  # width, height: 720p
@@ -65,7 +66,7 @@ def write_video(
 
     path = Path(path)
     frames = {}
-    with av.open(str(path), "w") as container:
+    with atomic_path(path) as part, av.open(str(part), "w", format="mp4") as container:
         video = container.add_stream("libx264", rate=fps)
         video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
         sound = container.add_stream("aac", rate=SAMPLE_RATE, layout="mono") if audio is not None else None
