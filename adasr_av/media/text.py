@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import math
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from adasr_av.errors import AdasrError
+from adasr_av.errors import AdasrError, first_line
 from adasr_av.timing import DEFAULT_WORDS_PER_MINUTE, speech_seconds
 from adasr_av.types import TextChunk
 
@@ -49,18 +49,24 @@ def read_jsonl(path: str | Path, what: str) -> Iterator[tuple[str, dict]]:
     errors ("dataset data/test.jsonl, line 3"). Blank lines are skipped."""
     path = Path(path)
     try:
-        handle = path.open(encoding="utf-8")
+        handle = path.open("rb")  # decoded line by line, so that bad UTF-8 names its line
     except OSError as err:
         raise AdasrError(f"{what} {path}: {err.strerror.lower()}") from None
     with handle:
-        for number, line in enumerate(handle, start=1):
+        for number, raw in enumerate(handle, start=1):
+            where = f"{what} {path}, line {number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise AdasrError(f"{where}: not UTF-8 text (byte {err.start + 1})") from None
             if not line.strip():
                 continue
-            where = f"{what} {path}, line {number}"
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
                 raise AdasrError(f"{where}: not valid JSON ({err.msg})") from None
+            except (ValueError, RecursionError) as err:  # a number too long, arrays nested too deep
+                raise AdasrError(f"{where}: not valid JSON ({first_line(err)})") from None
             if not isinstance(record, dict):
                 raise AdasrError(f"{where}: expected a JSON object")
             yield where, record
@@ -82,7 +88,8 @@ def chunk_from_record(record: dict, where: str) -> TextChunk:
     times = {}
     for key in ("t_start", "t_end", "t_emit"):
         value = record.get(key, record["t_end"])
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or not abs(value) <= sys.float_info.max:  # NaN, infinities, ints past a float
             raise AdasrError(f"{where}: field '{key}' must be a finite number of seconds")
         times[key] = float(value)
     if times["t_emit"] < times["t_end"]:

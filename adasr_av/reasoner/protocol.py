@@ -91,9 +91,18 @@ class ProtocolIds:
 # --- spans ---------------------------------------------------------------------------------------
 
 
+def environment_text(text: str) -> str:
+    """`text` in the one written form (`normalize_text`), unable to write a protocol token (or any
+    other `<|...|>` special token): what ASR, OCR or a user wrote can never end a span."""
+    text = normalize_text(text)
+    while "<|" in text:  # normalising can join "<(|" into "<|"; one pass can leave a new "<|"
+        text = text.replace("<|", "<")
+    return text
+
+
 def question_span(question: str, instruction: str = DEFAULT_INSTRUCTION) -> str:
     """Environment span that opens every stream; the question may be empty."""
-    return f"{instruction}{normalize_text(question)}{QUESTION_END}"
+    return f"{instruction}{environment_text(question)}{QUESTION_END}"
 
 
 # How a chunk says where it came from: what was heard (ASR, or a text stream, which stands in for
@@ -102,12 +111,12 @@ SOURCE_TAGS = {"asr": "", "text": "", "ocr": "On screen: ", "caption": "Seen: "}
 
 
 def chunk_span(text: str, lag_s: float | None = None, source: str = "text") -> str:
-    """Environment span of one chunk, its text in the one written form (`normalize_text`) after its
-    source's tag (`SOURCE_TAGS`); `lag_s` (HRPO's optional hint) says how long it waited."""
+    """Environment span of one chunk, its text in the one written form (`environment_text`) after
+    its source's tag (`SOURCE_TAGS`); `lag_s` (HRPO's optional hint) says how long it waited."""
     if source not in SOURCE_TAGS:
         raise ValueError(f"unknown chunk source {source!r} (one of {', '.join(SOURCE_TAGS)})")
     hint = f" (lag {lag_s:.1f} s)" if lag_s is not None else ""
-    return f"{SOURCE_TAGS[source]}{normalize_text(text)}{hint}{CHUNK_END}"
+    return f"{SOURCE_TAGS[source]}{environment_text(text)}{hint}{CHUNK_END}"
 
 
 def stream_end_span() -> str:

@@ -7,13 +7,14 @@ default: unknown keys and wrong types are errors.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import tomllib
 import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-from adasr_av.errors import AdasrError
+from adasr_av.errors import AdasrError, first_line
 
 T = TypeVar("T")
 
@@ -24,8 +25,10 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         return tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as err:
         raise AdasrError(f"config {path}: {err.strerror.lower()}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise AdasrError(f"config {path}: not valid TOML ({err})") from None
+    except UnicodeDecodeError as err:
+        raise AdasrError(f"config {path}: not UTF-8 text (byte {err.start + 1})") from None
+    except (ValueError, RecursionError) as err:  # TOMLDecodeError, a number too long, arrays too deep
+        raise AdasrError(f"config {path}: not valid TOML ({first_line(err)})") from None
 
 
 def load_config(
@@ -37,8 +40,12 @@ def load_config(
     for dotted, value in (overrides or {}).items():
         *sections, key = dotted.split(".")
         table = data
-        for section in sections:
+        for i, section in enumerate(sections):
             table = table.setdefault(section, {})
+            if not isinstance(table, dict):
+                raise AdasrError(
+                    f"config {path}: {'.'.join(sections[: i + 1])!r} must be a table, to set {dotted!r}"
+                )
         table[key] = value
     return from_dict(cls, data, f"config {path}")
 
@@ -51,7 +58,7 @@ def from_dict(cls: type[T], data: dict, where: str, prefix: str = "") -> T:
     for key in data:
         if key not in fields:
             known = ", ".join(fields)
-            raise AdasrError(f"{where}: unknown key '{prefix}{key}' (known: {known})")
+            raise AdasrError(f"{where}: unknown key {prefix + key!r} (known: {known})")  # repr: one line
     values = {}
     for name, value in data.items():
         hint = hints[name]
@@ -69,6 +76,8 @@ def _checked(value: Any, hint: Any, where: str, key: str) -> Any:
         if option is type(None) and value is None:
             return value
         if option is float and isinstance(value, int | float) and not isinstance(value, bool):
+            if isinstance(value, int) and abs(value) > sys.float_info.max:
+                raise AdasrError(f"{where}: key '{key}' is too large for a number")
             return float(value)
         if option is int and isinstance(value, int) and not isinstance(value, bool):
             return value
