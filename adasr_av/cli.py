@@ -532,6 +532,7 @@ def cmd_demo(args) -> None:
     config = run_config(args, args.parser_, "demo")
     video = {"realtime": config.source.realtime, "fps": config.video.fps, "video": config.video.video}
     settings = DemoSettings(**given(args, "demo"), **video)  # checks its fields
+    settings.credentials()  # an exposed page without a password is refused before models load
     whisper_threads = max(1, (os.cpu_count() or 1) - 1)  # a core for the server: no block is lost
     launch(config.pipeline_models(config.video.mode_for(None), threads=whisper_threads), settings)
 

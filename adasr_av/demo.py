@@ -238,14 +238,14 @@ class DemoSession:
     ):
         """A media file, its frames read (at `settings.fps`) when the models read frames and it has
         video; an unsupported type or an unreadable file raises AdasrError naming it."""
-        from adasr_av.media.sources import open_records, probe, reads_frames
+        from adasr_av.media.sources import check_upload, open_records, reads_frames
 
         name = name or Path(path).name
         if (unsupported := unsupported_type(name)) is not None:
             raise AdasrError(unsupported)
+        settings = settings or DemoSettings()
+        streams = check_upload(path, name, settings.max_record_s)  # by content, before anything reads it
         try:
-            settings = settings or DemoSettings()
-            streams = probe(str(path))
             frames = models.reads_frames and reads_frames(str(path), settings.video, streams)
             records = open_records(str(path), settings.fps if frames else None, realtime, streams)
         except AdasrError as err:
@@ -269,10 +269,15 @@ class DemoSession:
         if not url.lower().startswith(LIVE_SCHEMES):
             raise AdasrError(f"{redact(url) or '(empty)'}: not an RTSP URL (rtsp://host[:port]/path)")
         settings = settings or DemoSettings()
+        allowed = settings.rtsp_hosts()
+        if allowed is not None:
+            check_rtsp_host(url, allowed)
         records = read_rtsp_audio(url, max_retries=RTSP_RETRIES)  # it reports each gap
         if models.reads_frames and reads_frames(url, settings.video):  # auto: a camera's speech only
             frames = read_rtsp_frames(url, settings.fps, max_retries=RTSP_RETRIES)
             records = as_they_arrive([records, frames])
+        if allowed is not None:  # exposed: one message for every failure, so no port scan via the page
+            records = opaque_failures(records, redact(url))
         return cls(models, LiveFeed(records), question, reference, label=redact(url), settings=settings)
 
     # --- control ------------------------------------------------------------------------------
@@ -699,10 +704,37 @@ def build_app(
     return app
 
 
+def check_rtsp_host(url: str, allowed: Sequence[str]) -> None:
+    """An exposed page connects only to the hosts it was started with (`--rtsp-allow`)."""
+    from urllib.parse import urlsplit
+
+    if not allowed:
+        raise AdasrError(
+            "the RTSP tab is off on a page served beyond this machine (start the demo with --rtsp-allow HOST)"
+        )
+    try:
+        host = (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        host = ""
+    if host not in allowed:
+        raise AdasrError(f"{redact(url)}: this page may not connect to {host or 'that host'}")
+
+
+def opaque_failures(records: Iterable, label: str) -> Iterator:
+    """`records`, any failure to read them one and the same line (refused, timed out, no stream)."""
+    try:
+        yield from records
+    except AdasrError:
+        raise AdasrError(f"RTSP {label}: no stream could be read") from None
+
+
 def launch(models: PipelineModels, settings: DemoSettings = DemoSettings()) -> None:
-    """Serve the page until interrupted: on `settings.host` (127.0.0.1 unless told otherwise)."""
+    """Serve the page until interrupted: on `settings.host` (127.0.0.1 unless told otherwise),
+    behind a password when it is reachable from beyond this machine."""
+    credentials = settings.credentials()  # an exposed page without them is refused here
     app = build_app(models, settings)
     app.launch(
+        auth=[credentials] if credentials else None,
         server_name=settings.host,
         server_port=settings.port,
         share=settings.share,

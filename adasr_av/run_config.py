@@ -23,6 +23,27 @@ PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 VideoMode = Literal["auto", "ocr", "caption", "off"]
 
 
+AUTH_ENV = "ADASR_DEMO_AUTH"  # USER:PASS for the demo's page, kept out of the shell history
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _credentials(text: str, where: str) -> tuple[str, str]:
+    user, sep, password = text.strip().partition(":")
+    if not sep or not user or not password:
+        raise AdasrError(f"{where}: must be USER:PASS, both non-empty")
+    return user, password
+
+
 def _bad(flag: str, key: str, why: str) -> AdasrError:
     return AdasrError(f"{flag} ({key}) {why}")
 
@@ -305,9 +326,16 @@ class DemoSettings:
 
     host: str = option("127.0.0.1", "address to serve on")
     port: int | None = option(None, "port (default: the first free one from 7860)")
-    share: bool = option(False, "also publish a temporary gradio.live link")
+    share: bool = option(False, "also publish a temporary gradio.live link (needs --auth)")
+    auth: str | None = option(
+        None, f"USER:PASS a visitor must give; needed beyond loopback (or --auth-file, or ${AUTH_ENV})"
+    )
+    auth_file: str | None = option(None, "a file whose first line is USER:PASS (instead of --auth)")
+    rtsp_allow: str | None = option(
+        None, "exposed page: comma-separated hosts the RTSP tab may connect to (none: the tab is off)"
+    )
     max_upload_mb: int = option(50, "largest upload in MB")
-    max_record_s: int = option(300, "longest microphone recording or RTSP stream, in seconds")
+    max_record_s: int = option(300, "longest microphone recording, RTSP stream or upload, in seconds")
     idle_s: int = option(15, "end a microphone or RTSP stream that sends no audio for this long (s)")
     queue_size: int = option(16, "requests that may wait; more are refused (queue full)")
     realtime: bool = False  # the upload tab's "real speed" box starts ticked
@@ -324,6 +352,49 @@ class DemoSettings:
         ):
             if value < 1:
                 raise AdasrError(f"{flag} must be at least 1")
+        if self.auth is not None and self.auth_file is not None:
+            raise AdasrError("--auth and --auth-file: give one of them")
+        if self.auth is not None:
+            _credentials(self.auth, "--auth")
+
+    @property
+    def exposed(self) -> bool:
+        """Whether the page is reachable from beyond this machine."""
+        return self.share or not is_loopback(self.host)
+
+    def credentials(self) -> tuple[str, str] | None:
+        """(user, password) from --auth, --auth-file or the environment; an exposed page without
+        them is refused here, naming what to give (the password itself is never shown)."""
+        import os
+
+        if self.auth is not None:
+            given = (self.auth, "--auth")
+        elif self.auth_file is not None:
+            try:
+                line = Path(self.auth_file).read_text(encoding="utf-8").splitlines()[:1]
+            except OSError as err:
+                raise AdasrError(f"--auth-file {self.auth_file}: {err.strerror.lower()}") from None
+            given = (line[0] if line else "", f"--auth-file {self.auth_file}")
+        elif os.environ.get(AUTH_ENV):
+            given = (os.environ[AUTH_ENV], f"${AUTH_ENV}")
+        else:
+            given = None
+        if given is None:
+            if self.exposed:
+                where = "--share" if self.share else f"--host {self.host}"
+                raise AdasrError(
+                    f"{where} serves the page beyond this machine: give --auth USER:PASS "
+                    f"(or --auth-file FILE, or ${AUTH_ENV})"
+                )
+            return None
+        return _credentials(*given)
+
+    def rtsp_hosts(self) -> tuple[str, ...] | None:
+        """The hosts the RTSP tab may connect to: any (None) on a loopback page; on an exposed one
+        only --rtsp-allow's (none given: none)."""
+        if not self.exposed:
+            return None
+        return tuple(h.strip().lower() for h in (self.rtsp_allow or "").split(",") if h.strip())
 
 
 SECTIONS = {f.name: typing.get_type_hints(RunConfig)[f.name] for f in dataclasses.fields(RunConfig)}

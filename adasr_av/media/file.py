@@ -63,9 +63,10 @@ def read_video_frames(
     return paced(frames, lambda frame: frame.t, start=start_at) if realtime else frames
 
 
-def media_streams(path: str | Path) -> tuple[int, int]:
-    """How many audio and video streams a media file has (cover art is no video); a stream in a
-    codec this FFmpeg cannot decode is an error naming the file, before anything is read."""
+def media_streams(path: str | Path) -> tuple[int, int, str, float | None]:
+    """How many audio and video streams a media file has (cover art is no video), its container
+    format (FFmpeg's names, "mov,mp4,m4a,...") and duration in seconds (None when unknown); a stream
+    in a codec this FFmpeg cannot decode is an error naming the file, before anything is read."""
     with open_media(path) as container:
         video = [
             s for s in container.streams.video if not (s.disposition & av.stream.Disposition.attached_pic)
@@ -73,7 +74,8 @@ def media_streams(path: str | Path) -> tuple[int, int]:
         for kind, streams in (("audio", container.streams.audio), ("video", video)):
             if any(s.codec_context is None for s in streams):
                 raise AdasrError(f"media file {path}: its {kind} is in a codec FFmpeg cannot decode here")
-        return len(container.streams.audio), len(video)
+        duration = container.duration / av.time_base if container.duration is not None else None
+        return len(container.streams.audio), len(video), container.format.name, duration
 
 
 def open_media(path: str | Path) -> av.container.InputContainer:
@@ -84,14 +86,14 @@ def open_media(path: str | Path) -> av.container.InputContainer:
     if path.is_dir():
         raise AdasrError(f"media file {path}: is a folder, not a file")
     try:
-        return av.open(str(path))
+        return av.open(str(path), metadata_errors="replace")  # a tag not in UTF-8 is no reason to fail
     except av.FFmpegError as err:
         raise AdasrError(f"media file {path}: FFmpeg cannot read it ({describe(err)})") from None
 
 
-def describe(err: av.FFmpegError) -> str:
+def describe(err: av.FFmpegError | ValueError) -> str:
     """FFmpeg's reason without PyAV's errno prefix and repeated file name."""
-    return (err.strerror or str(err)).strip().rstrip(".").lower()
+    return (getattr(err, "strerror", None) or str(err)).strip().rstrip(".").lower()
 
 
 def decoded(container: av.container.InputContainer, stream: av.stream.Stream) -> Iterator[av.frame.Frame]:
@@ -184,7 +186,7 @@ def _file_audio(
             yield from audio_chunks(
                 itertools.chain([first], frames), chunk_samples, max(start_at, first_t), skip
             )
-        except av.FFmpegError as err:
+        except (av.FFmpegError, ValueError) as err:  # ValueError: a frame whose format is not the first's
             raise AdasrError(f"media file {path}: cannot decode its audio ({describe(err)})") from None
 
 

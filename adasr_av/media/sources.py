@@ -110,10 +110,13 @@ class EndTracker:
 
 @dataclass(frozen=True)
 class Streams:
-    """How many audio and video streams a media file has (cover art is no video)."""
+    """What a media file holds: how many audio and video streams (cover art is no video), its
+    container format (FFmpeg's comma-separated names) and its length (None: not stated)."""
 
     audio: int
     video: int
+    format: str = ""
+    duration_s: float | None = None
 
 
 def probe(source: str) -> Streams | None:
@@ -123,6 +126,29 @@ def probe(source: str) -> Streams | None:
     from adasr_av.media.file import media_streams
 
     return Streams(*media_streams(source))
+
+
+UPLOAD_FORMATS = frozenset(
+    {"wav", "mp3", "flac", "ogg", "matroska", "webm", "mov", "mp4", "m4a", "avi", "aac", "aiff"}
+)  # containers a page upload may be: audio and video files, not images, playlists or devices
+
+
+def check_upload(path: str | Path, name: str, max_seconds: float) -> Streams:
+    """An uploaded file checked by what it holds, not by its name, before anything else reads it:
+    a container on the allow-list, at least one audio or video stream, at most `max_seconds`
+    long; any failure is one line naming the upload as `name`."""
+    try:
+        streams = probe(str(path))
+    except AdasrError as err:
+        raise AdasrError(str(err).replace(str(path), name)) from None
+    formats = set(streams.format.split(","))
+    if not formats & UPLOAD_FORMATS:
+        raise AdasrError(f"{name}: a {streams.format} file is not taken (audio or video files only)")
+    if not (streams.audio or streams.video):
+        raise AdasrError(f"{name}: no audio or video stream")
+    if streams.duration_s is not None and streams.duration_s > max_seconds:
+        raise AdasrError(f"{name}: {streams.duration_s:.0f} s long; at most {max_seconds:g} s is taken")
+    return streams
 
 
 def reads_frames(source: str, video: str, streams: Streams | None = None) -> bool:
