@@ -98,3 +98,25 @@ def _sync_folder(folder: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def check_writable(path: str | Path, flag: str) -> None:
+    """Fail before a run starts when `path` cannot be written (one line naming the flag and the
+    path): its folder is made if missing and a file is tried there; no output file is left."""
+    import tempfile
+
+    path = Path(path)
+    if path.is_dir():
+        raise _unwritable(flag, path, "is a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as err:
+        raise _unwritable(flag, path, (err.strerror or str(err)).lower()) from None
+
+
+def _unwritable(flag: str, path: Path, why: str):
+    from adasr_av.errors import AdasrError
+
+    return AdasrError(f"{flag} {path}: cannot write there ({why})")

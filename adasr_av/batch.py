@@ -55,7 +55,9 @@ PART_GLOB = ".*.part"  # a file's outputs while it runs: .<stem><suffix>.<8 hex>
 SUMMARY_COLUMNS = (
     "file", "stem", "question", "answer", "reference", "correct", "answer_latency_s",
     "stream_tokens", "deep_tokens", "skips", "audio_s", "wall_s", "status", "error",
+    "model", "settings",
 )  # fmt: skip
+RUN_COLUMNS = ("model", "settings")  # what made a row: a rerun redoes the rows where these differ
 RAY_CONNECT_TIMEOUT_S = 5.0  # seconds to wait for a Ray head address to answer
 
 Loader = Callable[[int | None], PipelineModels]  # CPU threads for the models (None: all) -> models
@@ -340,6 +342,11 @@ def run_batch(
     """Run the items not done earlier, write each one's outputs and keep DIR/summary.csv current."""
     started = time.perf_counter()
     options.check_live(items)
+    if items and all(item.error is not None for item in items):  # nothing to run: no summary either
+        first = items[0].error
+        raise AdasrError(
+            first if len(items) == 1 else f"none of the {len(items)} inputs can be run ({first})"
+        )
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -351,10 +358,11 @@ def run_batch(
     earlier = _earlier_rows(summary)
     rows: dict[int, dict[str, str]] = {}
     todo: list[int] = []
+    made_by = {"model": options.model, "settings": options.settings}
     for index, item in enumerate(items):
         if item.error is not None:
-            rows[index] = _row(item, status="error", error=item.error)
-        elif (row := _done_earlier(item, out, earlier.get(item.stem))) is not None:
+            rows[index] = _row(item, status="error", error=item.error) | made_by
+        elif (row := _done_earlier(item, out, earlier.get(item.stem), made_by)) is not None:
             rows[index] = row
         else:
             todo.append(index)
@@ -375,7 +383,7 @@ def run_batch(
         for index, result in results:
             if result.models_failed:
                 raise AdasrError(f"cannot load the models: {result.error}")
-            rows[index] = _finish(items[index], result, out)
+            rows[index] = _finish(items[index], result, out) | made_by
             _write_summary(summary, rows)
             bar.update()
             bar.set_postfix(failed=sum(row["status"] == "error" for row in rows.values()))
@@ -469,17 +477,21 @@ def _has_content(result: FileResult, suffix: str) -> bool:
     return path is not None and path.is_file() and path.stat().st_size > 0
 
 
-def _done_earlier(item: BatchItem, out: Path, earlier: dict[str, str] | None) -> dict[str, str] | None:
+def _done_earlier(
+    item: BatchItem, out: Path, earlier: dict[str, str] | None, made_by: dict[str, str]
+) -> dict[str, str] | None:
     """The row of an item whose outputs are there from an earlier run (status skipped), else None.
 
-    The earlier summary row is carried over when it is for the same file and question (otherwise
-    the file is run again); without one, the row is read back from the events file.
+    The earlier summary row is carried over when it is for the same file and question, made by
+    the same model and settings (otherwise the file is run again); without a summary row, the row
+    is read back from the events file (nothing then says what made it: it is taken as this run's).
     """
     events_path = out / f"{item.stem}{EVENTS_SUFFIX}"
     if not (events_path.is_file() and (out / f"{item.stem}{TRANSCRIPT_SUFFIX}").is_file()):
         return None
     if earlier is not None:
         same = _same_source(earlier.get("file", ""), item.name) and earlier.get("question") == item.question
+        same = same and all(earlier.get(key, "") == made_by[key] for key in RUN_COLUMNS)
         if not same or earlier.get("status") not in ("ok", "skipped"):
             return None
         carried = {name: earlier.get(name) or "" for name in SUMMARY_COLUMNS}
@@ -488,7 +500,7 @@ def _done_earlier(item: BatchItem, out: Path, earlier: dict[str, str] | None) ->
         events = _read_events(events_path)
     except (OSError, ValueError, KeyError, TypeError):
         return None  # not an events file this command wrote: run the file again
-    return _row(item, events, "skipped")
+    return _row(item, events, "skipped") | made_by
 
 
 def _same_source(a: str, b: str) -> bool:

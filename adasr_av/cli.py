@@ -8,6 +8,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from adasr_av.atomic import check_writable
 from adasr_av.errors import AdasrError
 from adasr_av.media.sources import redact
 from adasr_av.sinks import TRANSCRIPT_FORMATS
@@ -67,13 +68,18 @@ def _add_config_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (and where the help is), not the whole usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from adasr_av.options import add_flags
     from adasr_av.run_config import ASRSection, BatchOptions, DemoSettings, SourceSection
 
-    parser = argparse.ArgumentParser(
-        prog="adasr-av", description="Reason over audio and video while it streams."
-    )
+    parser = Parser(prog="adasr-av", description="Reason over audio and video while it streams.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     reason = sub.add_parser("reason", help="stream text chunks into the reasoner and print the timeline")
@@ -251,6 +257,8 @@ def cmd_reason(args) -> None:
     reference = args.reference if args.reference is not None else (SAMPLE_ANSWER if sample_story else None)
     section = _reasoner_section(args)  # bad flags fail before the model loads
     chunks = _chunks(args)
+    if args.out:
+        check_writable(args.out, "--out")
     reasoner = section.reasoner()
     print(f"question: {question or '(none: the stream carries it)'}", flush=True)
     _show_events(reason_over_stream(reasoner, chunks, question, reference), args.out)
@@ -272,6 +280,7 @@ def cmd_run(args) -> None:
     if not source:
         raise AdasrError("no source: give a file, mic or an rtsp:// URL (or source.source in --config)")
     name = redact(source)  # what every output shows; `source` itself only opens the stream
+    out.check_writable()
     streams = probe(source)  # a bad source fails before models load
     video = config.video.mode_for(source, streams)
     records = open_records(
@@ -325,6 +334,8 @@ def cmd_eval(args) -> None:
 
     if args.limit is not None and args.limit < 1:
         raise AdasrError("--limit must be at least 1")
+    if args.out:
+        check_writable(args.out, "--out")
     section = _reasoner_section(args)
     clock, options = section.clock_(), section.options()
     stories = list(islice(read_dataset(args.data), args.limit))  # a bad line fails before any work
@@ -353,10 +364,10 @@ def cmd_calibrate(args) -> None:
     section = _reasoner_section(args)
     if section.model is None:
         raise AdasrError("calibrate needs --model")
+    check_writable(args.out, "--out")
     model, _ = section.load()
     name = args.name or Path(section.model.rstrip("/")).name
     profile = measure_cost_profile(model, name)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     profile.save(args.out)
     print(
         f"{name} on {profile.device}: prefill {profile.prefill_base_s * 1e3:.2f} ms + "
@@ -374,6 +385,8 @@ def cmd_transcribe(args) -> None:
         raise AdasrError(
             f"--out {args.out}: unknown format {fmt!r} (use --format {'|'.join(TRANSCRIPT_FORMATS)})"
         )
+    if args.out:
+        check_writable(args.out, "--out")
     _, chunks, stats = _transcription(args)
     writer = TranscriptWriter(args.out, fmt) if args.out else None
     try:
@@ -499,6 +512,8 @@ def cmd_batch(args) -> None:
         progress=sys.stderr.isatty(),
         fps=config.video.fps,
         video=config.video.video,
+        model=config.reasoner.model_name,
+        settings=config.fingerprint(),
     )
     config.asr.resolved_model()  # Whisper base is assembled once, not by each worker
     video = config.video.mode_for(None)

@@ -266,6 +266,19 @@ class OutputSection:
         if self.plot is not None and Path(self.plot).suffix.lower() not in PLOT_SUFFIXES:
             raise _bad("--plot", "output.plot", f"{self.plot}: use {', '.join(PLOT_SUFFIXES)}")
 
+    def check_writable(self) -> None:
+        """Every output can be written: checked before the run starts, not found after it."""
+        from adasr_av.atomic import check_writable
+
+        for flag, path in (
+            ("--out", self.out),
+            ("--srt", self.srt),
+            ("--ocr", self.ocr),
+            ("--plot", self.plot),
+        ):
+            if path is not None:
+                check_writable(path, flag)
+
 
 @dataclass
 class RunConfig:
@@ -274,6 +287,15 @@ class RunConfig:
     video: VideoSection = field(default_factory=VideoSection)
     reasoner: ReasonerSection = field(default_factory=ReasonerSection)
     output: OutputSection = field(default_factory=OutputSection)
+
+    def fingerprint(self) -> str:
+        """A short hash of everything that shapes an answer (ASR, video and reasoner sections)."""
+        import hashlib
+        import json
+
+        shaping = {name: dataclasses.asdict(getattr(self, name)) for name in ("asr", "video", "reasoner")}
+        text = json.dumps(shaping, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def pipeline_models(self, video: str = "off", threads: int | None = None):
         """Whisper, the frame encoder `video` names and the reasoner, loaded once (per batch worker,
@@ -300,6 +322,8 @@ class BatchOptions:
     )
     fps: float = 1.0  # frames read per second of a video file, when the models have a frame encoder
     video: str = "auto"  # the run config's video.video: auto reads no frames from a live input
+    model: str = ""  # the reasoner's name, and ...
+    settings: str = ""  # ... RunConfig.fingerprint(): in each summary row; a change reruns the file
 
     def __post_init__(self):
         if self.workers is not None and self.workers < 1:
@@ -343,6 +367,8 @@ class DemoSettings:
     video: str = "auto"  # the run config's video.video: ocr or caption also reads an RTSP URL's frames
 
     def __post_init__(self):
+        if self.port is not None and not 1 <= self.port <= 65535:
+            raise AdasrError(f"--port must be within 1..65535, got {self.port}")
         if self.max_upload_mb <= 0:
             raise AdasrError("--max-upload-mb must be positive")
         for flag, value in (

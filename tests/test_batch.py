@@ -17,6 +17,7 @@ from test_media_rtsp import RtspServer, needs_server
 
 from adasr_av.batch import BatchOptions, FileResult, plan_batch, run_file
 from adasr_av.cli import build_parser, main
+from adasr_av.reasoner.loading import default_model
 from adasr_av.run_config import run_config
 
 DEMOS = Path(__file__).resolve().parent.parent / "demos" / "media"
@@ -164,6 +165,18 @@ def test_a_rerun_skips_finished_files_and_carries_their_rows(first_batch, capsys
         assert {k: v for k, v in new.items() if k != "status"} == {
             k: v for k, v in old.items() if k != "status"
         }
+
+
+def test_a_rerun_with_other_reasoner_settings_redoes_the_files_and_rows_name_the_model(first_batch, capsys):
+    argv, out, code = first_batch
+    before = summary_rows(out)
+    bundled = str(default_model())
+    assert {r["model"] for r in before} == {bundled} and len({r["settings"] for r in before}) == 1
+    assert batch(*argv[:1], "--out", str(out), "--max-deep-tokens", "64") == 0  # shopping only
+    assert "1 files: 1 ok, 0 done earlier, 0 failed" in capsys.readouterr().out
+    (redone,) = [r for r in summary_rows(out) if r["stem"] == "shopping"]
+    assert redone["status"] == "ok" and redone["model"] == bundled
+    assert redone["settings"] != before[0]["settings"]
 
 
 def test_bad_inputs_are_error_rows_and_the_batch_goes_on(tmp_path, capfd):

@@ -108,14 +108,14 @@ def check_options(options: SynthOptions) -> None:
     if options.mode not in MODES:
         raise AdasrError(f"unknown mode {options.mode!r} (use {' or '.join(MODES)})")
     if options.n < 1:
-        raise AdasrError(f"n must be at least 1, got {options.n}")
+        raise AdasrError(f"--n must be at least 1, got {options.n}")
     if not options.splits:
         raise AdasrError(f"no split given (use some of {', '.join(SPLITS)})")
     for split in options.splits:
         if split not in SPLITS:
             raise AdasrError(f"unknown split {split!r} (use some of {', '.join(SPLITS)})")
     if options.workers < 1:
-        raise AdasrError(f"workers must be at least 1, got {options.workers}")
+        raise AdasrError(f"--workers must be at least 1, got {options.workers}")
     if not options.voices:
         raise AdasrError(f"no voice given (the default ones: {', '.join(SPEECH_VOICES)})")
     for voice in options.voices:
