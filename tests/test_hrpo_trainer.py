@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from kill_and_resume import assert_same_weights, kill_at_checkpoint
+from kill_and_resume import assert_same_weights, kill_during_step, logged_steps
 from safetensors.torch import load_file
 from test_group_session import run_group
 
@@ -145,18 +145,36 @@ def test_hrpo_trains_logs_plots_and_changes_the_policy(sft_model):
 
 
 def test_hrpo_killed_and_resumed_matches_an_uninterrupted_run(sft_model):
-    """A real SIGKILL after the second step's checkpoint, then a rerun: the same final weights."""
-    straight = hrpo_config(sft_model, "straight", 4)
+    """A real SIGKILL in step 4, a logged step after the step-2 checkpoint, then a rerun: the same
+    final weights and the same log as a run never stopped, each step in it once."""
+    keep = {"hrpo__drop_zero_variance": "false", "train__save_every": 2}  # an update every step
+    keep |= {"train__prompts_per_step": 1, "rollout__group_size": 2}  # quick steps
+    straight = hrpo_config(sft_model, "straight", 4, **keep)
     assert main(["train", "hrpo", "--config", straight, "--no-progress"]) == 0
-    killed = hrpo_config(sft_model, "killed", 4)
-    checkpoint = sft_model / "killed" / "checkpoints" / "step-2" / "trainer_state.json"
-    kill_at_checkpoint(["train", "hrpo", "--config", killed, "--no-progress"], checkpoint, 300)
-    assert not (sft_model / "killed" / "final").exists()
+    killed = hrpo_config(sft_model, "killed", 4, **keep)
+    kill_during_step(["train", "hrpo", "--config", killed, "--no-progress"], 4, 300)
+    out = sft_model / "killed"
+    assert logged_steps(out) == [1, 2, 3]
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-2"]
+    assert not (out / "final").exists()
     assert main(["train", "hrpo", "--config", killed, "--no-progress"]) == 0
-    assert_same_weights(sft_model / "straight" / "final", sft_model / "killed" / "final")
+    assert_same_weights(sft_model / "straight" / "final", out / "final")
+    assert logged_steps(out) == [1, 2, 3, 4]
     logs = [(sft_model / name / "log.jsonl").read_text().splitlines() for name in ("straight", "killed")]
     strip = [[{k: v for k, v in json.loads(x).items() if k != "elapsed_s"} for x in log] for log in logs]
-    assert strip[1][-2:] == strip[0][-2:]  # the resumed steps sampled and scored the same rollouts
+    assert strip[1] == strip[0]  # the resumed steps sampled and scored the same rollouts
+
+
+def test_hrpo_plot_fault_after_training_keeps_the_final_model(sft_model):
+    """log.png is a folder, so the plot fails for real: a warning, and the final model is saved."""
+    from adasr_av.reasoner.loading import load_reasoner_model
+
+    (sft_model / "unplotted" / "log.png").mkdir(parents=True)
+    config = hrpo_config(sft_model, "unplotted", 1)
+    with pytest.warns(UserWarning, match=r"log\.png: not written .*the model is saved in"):
+        assert main(["train", "hrpo", "--config", config, "--no-progress"]) == 0
+    model, _ = load_reasoner_model(str(sft_model / "unplotted" / "final"))
+    assert model.config.num_hidden_layers == 2
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from kill_and_resume import assert_same_weights, kill_at_checkpoint
+from kill_and_resume import assert_same_weights, kill_during_step, logged_steps
 
 from adasr_av.cli import main
 from adasr_av.data.dataset import parse_record
@@ -164,16 +164,20 @@ def _write_data(folder, n: int, split: str = "train"):
 
 
 def _config(tmp_path, output, steps: int, **train) -> str:
+    train = {"batch_size": 4, "lr": 3e-3, "warmup_steps": 2, "log_every": 1, "save_every": 2} | train
     extra = "".join(f"{k} = {v}\n" for k, v in train.items())
     path = tmp_path / f"{output}.toml"
     path.write_text(
         "[model]\nhidden = 32\nlayers = 1\nhead_dim = 16\nvocab_size = 400\ntokenizer_stories = 100\n"
         f'[data]\ntrain = "{tmp_path / "train.jsonl"}"\nvalid = "{tmp_path / "valid.jsonl"}"\n'
         "valid_stories = 8\nadaptive_fraction = 0.5\nmerge_prob = 0.2\n"
-        f'[train]\noutput = "{tmp_path / output}"\nmax_steps = {steps}\nbatch_size = 4\nlr = 3e-3\n'
-        f"warmup_steps = 2\nlog_every = 1\nsave_every = 2\n{extra}"
+        f'[train]\noutput = "{tmp_path / output}"\nmax_steps = {steps}\n{extra}'
     )
     return str(path)
+
+
+def _log(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")
@@ -199,15 +203,59 @@ def test_sft_trains_logs_and_saves_a_loadable_model(data_dir):
 
 
 def test_sft_killed_and_resumed_matches_an_uninterrupted_run(data_dir):
-    """A real SIGKILL mid-run, then a rerun: same final weights as a run never stopped."""
-    straight = _config(data_dir, "straight", 10)
+    """A real SIGKILL in step 7, three logged steps after the step-4 checkpoint, then a rerun: the
+    same final weights and the same log as a run never stopped, each step in it once."""
+    straight = _config(data_dir, "straight", 10, save_every=4)
     assert main(["train", "sft", "--config", straight, "--no-progress"]) == 0
-    killed = _config(data_dir, "killed", 10)
-    checkpoint = data_dir / "killed" / "checkpoints" / "step-4" / "trainer_state.json"
-    kill_at_checkpoint(["train", "sft", "--config", killed, "--no-progress"], checkpoint, 120)
-    assert not (data_dir / "killed" / "final").exists()
+    killed = _config(data_dir, "killed", 10, save_every=4)
+    kill_during_step(["train", "sft", "--config", killed, "--no-progress"], 7, 120)
+    out = data_dir / "killed"
+    assert logged_steps(out) == [1, 2, 3, 4, 5, 6]
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-4"]
+    assert not (out / "final").exists()
     assert main(["train", "sft", "--config", killed, "--no-progress"]) == 0
-    assert_same_weights(data_dir / "straight" / "final", data_dir / "killed" / "final")
+    assert_same_weights(data_dir / "straight" / "final", out / "final")
+    assert logged_steps(out) == list(range(1, 11))
+    expected = _log(data_dir / "straight")
+    for key in ("loss", "lr", "valid_loss"):
+        got = [r.get(key) for r in _log(out)]
+        assert got == pytest.approx([r.get(key) for r in expected], abs=2e-4), key
+    assert "valid_loss" in _log(out)[-1]
+
+
+def test_sft_resume_with_a_changed_config_is_refused(data_dir, capsys):
+    """A killed run resumed with another lr: one line naming the key, and the checkpoint, config and
+    log as they were; resumed with a longer max_steps (a key a resume may change), it goes on."""
+    config = _config(data_dir, "changed", 4)
+    args = ["train", "sft", "--config", config, "--no-progress"]
+    kill_during_step(args, 4, 120)
+    out = data_dir / "changed"
+    files = [out / "config.json", out / "log.jsonl", *(out / "checkpoints").rglob("*")]
+    files = [path for path in files if path.is_file()]
+    before = {path: path.read_bytes() for path in files}
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-2"]
+    capsys.readouterr()
+    assert main([*args, "--set", "train.lr=0.001"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0, err
+    assert f"{out}: resuming with a config that differs from the checkpoint's" in err
+    assert "): train.lr 0.003 -> 0.001 (start a new output folder" in err  # that key, and only it
+    assert {path: path.read_bytes() for path in files} == before
+    assert main([*args, "--set", "train.max_steps=5"]) == 0
+    assert logged_steps(out) == [1, 2, 3, 4, 5]
+    assert json.loads((out / "config.json").read_text())["train"]["max_steps"] == 5
+
+
+def test_sft_plot_fault_after_training_keeps_the_final_model(data_dir):
+    """log.png is a folder, so the plot fails for real: a warning, and the final model is saved."""
+    from adasr_av.reasoner.loading import load_reasoner_model
+
+    (data_dir / "unplotted" / "log.png").mkdir(parents=True)
+    config = _config(data_dir, "unplotted", 2)
+    with pytest.warns(UserWarning, match=r"log\.png: not written .*the model is saved in"):
+        assert main(["train", "sft", "--config", config, "--no-progress"]) == 0
+    model, _ = load_reasoner_model(str(data_dir / "unplotted" / "final"))
+    assert model.config.num_hidden_layers == 1
 
 
 def test_sft_lora_on_an_existing_model(data_dir):

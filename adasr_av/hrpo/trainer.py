@@ -12,7 +12,7 @@ import importlib
 import json
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -35,14 +35,8 @@ from adasr_av.hrpo.rollouts import SampledRollout, sample_group
 from adasr_av.reasoner.sampling import SamplingOptions
 from adasr_av.reasoner.session import ReasonerOptions, StreamingReasoner
 from adasr_av.timing import CostModelClock, load_cost_model
-from adasr_av.training.sft import (
-    ModelConfig,
-    adamw,
-    resume,
-    save_checkpoint,
-    save_final,
-    with_lora,
-)
+from adasr_av.training.run_folder import finish_run, resume, save_checkpoint, start_run
+from adasr_av.training.sft import ModelConfig, adamw, with_lora
 
 BUILTIN_REWARDS = ("format", "accuracy", "time")
 
@@ -216,7 +210,6 @@ def train_hrpo(config: HRPOConfig, progress: bool = True) -> Path:
     from tqdm.auto import tqdm
 
     from adasr_av.reasoner.loading import load_reasoner_model
-    from adasr_av.training.plot import plot_log
 
     check_config(config)
     t, o = config.train, config.hrpo
@@ -228,8 +221,7 @@ def train_hrpo(config: HRPOConfig, progress: bool = True) -> Path:
     stories = load_prompts(config.data.train, config.data.max_stories)
     reward_functions(o)  # unknown reward names fail before the model loads
     clock = CostModelClock(load_cost_model(config.rollout.cost_profile))
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "config.json").write_text(json.dumps(asdict(config), indent=2))
+    start_run(output, config)
 
     accelerator = Accelerator()
     _refuse_sharded_parameters(accelerator)
@@ -281,9 +273,7 @@ def train_hrpo(config: HRPOConfig, progress: bool = True) -> Path:
             accelerator.print(f"adasr-av: time limit of {t.max_minutes} min reached at step {step}")
             break
     bar.close()
-    if accelerator.is_main_process:
-        plot_log(log_path, output / "log.png")
-    return save_final(accelerator, model, tokenizer, output)
+    return finish_run(accelerator, model, tokenizer, output)
 
 
 def _refuse_sharded_parameters(accelerator) -> None:

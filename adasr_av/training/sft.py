@@ -2,7 +2,8 @@
 
 Full fine-tuning or LoRA (peft), through accelerate (one CPU, one GPU or many). The batch order is
 a pure function of (seed, epoch), and checkpoints hold model, optimizer, scheduler and RNG state,
-so a run that is killed and started again continues where its last checkpoint left it.
+so a run that is killed and started again continues where its last checkpoint left it (its log
+and config with it: training/run_folder.py).
 """
 
 from __future__ import annotations
@@ -10,9 +11,8 @@ from __future__ import annotations
 import json
 import math
 import random
-import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -23,6 +23,7 @@ from adasr_av.data.dataset import StreamedStory, read_dataset
 from adasr_av.data.teacher import Style, gold_spans
 from adasr_av.errors import AdasrError
 from adasr_av.reasoner.protocol import PROTOCOL_TOKENS
+from adasr_av.training.run_folder import finish_run, resume, save_checkpoint, start_run
 from adasr_av.training.sequences import Example, encode_story, iterate_batches, merge_chunks
 
 
@@ -194,22 +195,6 @@ def adamw(model, lr: float, weight_decay: float) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
 
 
-def latest_checkpoint(output: Path) -> Path | None:
-    done = [p for p in (output / "checkpoints").glob("step-*") if (p / "trainer_state.json").is_file()]
-    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
-
-
-def resume(accelerator, output: Path, total_steps: int) -> int:
-    """Load the last checkpoint in `output` into the prepared objects; returns its step (0: none)."""
-    checkpoint = latest_checkpoint(output)
-    if checkpoint is None:
-        return 0
-    accelerator.load_state(str(checkpoint))
-    step = json.loads((checkpoint / "trainer_state.json").read_text())["step"]
-    accelerator.print(f"adasr-av: resuming from {checkpoint} (step {step} of {total_steps})")
-    return step
-
-
 def train_sft(config: SFTConfig, progress: bool = True) -> Path:
     """Train; returns the folder of the final model (tokenizer included)."""
     from accelerate import Accelerator
@@ -227,8 +212,7 @@ def train_sft(config: SFTConfig, progress: bool = True) -> Path:
     if (final / "config.json").is_file():
         print(f"adasr-av: {final} is already trained (delete it to train again)")
         return final
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "config.json").write_text(json.dumps(asdict(config), indent=2))
+    start_run(output, config)
 
     accelerator = Accelerator(gradient_accumulation_steps=t.grad_accum)
     set_seed(t.seed)
@@ -302,7 +286,8 @@ def train_sft(config: SFTConfig, progress: bool = True) -> Path:
                 "elapsed_s": round(elapsed, 1),
             }
             losses = []
-        if valid and t.eval_every and step % t.eval_every == 0:
+        last = step == total_steps or out_of_time  # the run's valid loss goes in its last record
+        if valid and ((t.eval_every and step % t.eval_every == 0) or last):
             record = record or {"step": step}
             record["valid_loss"] = round(validation_loss(model, valid, t.batch_size, pad, accelerator), 4)
         if record and accelerator.is_main_process:
@@ -314,11 +299,7 @@ def train_sft(config: SFTConfig, progress: bool = True) -> Path:
             accelerator.print(f"adasr-av: time limit of {t.max_minutes} min reached at step {step}")
             break
     bar.close()
-    if valid and accelerator.is_main_process:
-        v = validation_loss(model, valid, t.batch_size, pad, accelerator)
-        with log_path.open("a") as log:
-            log.write(json.dumps({"step": step, "valid_loss": round(v, 4)}) + "\n")
-    return save_final(accelerator, model, tokenizer, output)
+    return finish_run(accelerator, model, tokenizer, output)
 
 
 @torch.no_grad()
@@ -336,29 +317,3 @@ def validation_loss(model, examples: list[Example], batch_size: int, pad: int, a
         count += n
     model.train()
     return total / max(count, 1)
-
-
-def save_checkpoint(accelerator, output: Path, step: int) -> None:
-    folder = output / "checkpoints" / f"step-{step}"
-    accelerator.save_state(str(folder))
-    if accelerator.is_main_process:
-        (folder / "trainer_state.json").write_text(json.dumps({"step": step}))
-        for old in (output / "checkpoints").glob("step-*"):
-            if old != folder and int(old.name.split("-")[1]) < step:
-                shutil.rmtree(old, ignore_errors=True)
-
-
-def save_final(accelerator, model, tokenizer, output: Path) -> Path:
-    final = output / "final"
-    accelerator.wait_for_everyone()
-    model = accelerator.unwrap_model(model)
-    if accelerator.is_main_process:
-        tmp = output / "final.partial"
-        shutil.rmtree(tmp, ignore_errors=True)
-        if hasattr(model, "merge_and_unload"):  # LoRA: keep the adapter, ship the merged model
-            model.save_pretrained(output / "adapter")
-            model = model.merge_and_unload()
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        tmp.replace(final)
-    return final

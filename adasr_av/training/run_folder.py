@@ -1,0 +1,184 @@
+"""A training run's folder, the same for SFT and HRPO, and what keeps it whole across restarts.
+
+    runs/x/config.json          the config the run started with, checked again by every resume
+    runs/x/log.jsonl            one JSON line per logged step
+    runs/x/checkpoints/step-N/  model, optimizer, scheduler and RNG state (the last one only)
+    runs/x/final/               the trained model, saved before anything is plotted
+    runs/x/log.png              the log's curves
+
+A run killed and started again resumes from its last checkpoint, step N: the log loses the lines
+the dead run wrote after step N (the resumed run writes them again, so each step is there once),
+and the config must be the one the checkpoint was trained with, the keys of RESUMABLE aside.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from adasr_av.atomic import write_atomically
+from adasr_av.errors import AdasrError, first_line
+
+# The keys a resume may change: how long the run goes on and how often it logs, evaluates and
+# saves (and where its folder now is). Every other key decides what the steps compute, so a run
+# resumed with another value would be neither the old run nor a new one. In SFT a new
+# train.max_steps or train.epochs spreads the cosine schedule over the new length from the
+# checkpoint's step on.
+RESUMABLE = (
+    "train.max_steps",
+    "train.epochs",
+    "train.max_minutes",
+    "train.save_every",
+    "train.log_every",
+    "train.eval_every",
+    "train.output",
+)
+
+
+def start_run(output: Path, config) -> None:
+    """Record `config` in the run folder. A fresh start writes config.json; a resume (the folder
+    holds a checkpoint) checks `config` against it first: an error naming every key that differs,
+    RESUMABLE aside, and nothing written."""
+    path = output / "config.json"
+    new = json.loads(json.dumps(asdict(config)))
+    checkpoint = latest_checkpoint(output)
+    if checkpoint is not None and path.is_file():
+        saved = _read_config(path)
+        if changes := config_changes(saved, new):
+            may = ", ".join(key for key in RESUMABLE if key in flat(new))
+            raise AdasrError(
+                f"{output}: resuming with a config that differs from the checkpoint's "
+                f"({checkpoint.relative_to(output)}): {', '.join(changes)} "
+                f"(start a new output folder, or put the old values back; a resume may change {may})"
+            )
+        if saved == new:
+            return
+    output.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, json.dumps(new, indent=2) + "\n")
+
+
+def config_changes(saved: dict, new: dict) -> list[str]:
+    """'key old -> new' for each dotted key whose value differs, RESUMABLE aside ('absent': a key
+    only one of them has)."""
+    old, now = flat(saved), flat(new)
+    return [
+        f"{key} {_shown(old, key)} -> {_shown(now, key)}"
+        for key in dict.fromkeys([*old, *now])
+        if key not in RESUMABLE and _shown(old, key) != _shown(now, key)
+    ]
+
+
+def flat(table: dict, prefix: str = "") -> dict[str, Any]:
+    """A nested config as dotted keys: {"train": {"lr": 0.1}} -> {"train.lr": 0.1}."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            out |= flat(value, f"{prefix}{key}.")
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def _shown(table: dict, key: str) -> str:
+    return json.dumps(table[key]) if key in table else "absent"  # JSON: 1 and 1.0 differ, one line
+
+
+def _read_config(path: Path) -> dict:
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise AdasrError(f"{path}: not readable ({first_line(err)}); cannot check the resume") from None
+    if not isinstance(saved, dict):
+        raise AdasrError(f"{path}: not a config (a JSON object); cannot check the resume")
+    return saved
+
+
+def keep_log_until(path: Path, step: int) -> None:
+    """Drop the log's lines of steps after `step` (a resumed run writes them again) and any line a
+    kill cut short; lines without a step stay, in order. Rewritten whole, and only if a line goes."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return
+    kept = "".join(line + "\n" for line in text.splitlines() if _logged_by(line, step))
+    if kept != text:
+        write_atomically(path, kept)
+
+
+def _logged_by(line: str, step: int) -> bool:
+    """Whether a log line belongs to the run up to `step`: a record of that step or before, or one
+    without a step; not a line cut short or a blank one."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    logged = record.get("step") if isinstance(record, dict) else None
+    return not isinstance(logged, int | float) or logged <= step
+
+
+def latest_checkpoint(output: Path) -> Path | None:
+    done = [p for p in (output / "checkpoints").glob("step-*") if (p / "trainer_state.json").is_file()]
+    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def resume(accelerator, output: Path, total_steps: int) -> int:
+    """Load the last checkpoint in `output` into the prepared objects and cut the log back to its
+    step; returns the step (0: none, and the log keeps no step a run before wrote)."""
+    checkpoint = latest_checkpoint(output)
+    step = 0
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        step = json.loads((checkpoint / "trainer_state.json").read_text())["step"]
+        accelerator.print(f"adasr-av: resuming from {checkpoint} (step {step} of {total_steps})")
+    if accelerator.is_main_process:
+        keep_log_until(output / "log.jsonl", step)
+    accelerator.wait_for_everyone()
+    return step
+
+
+def save_checkpoint(accelerator, output: Path, step: int) -> None:
+    folder = output / "checkpoints" / f"step-{step}"
+    accelerator.save_state(str(folder))
+    if accelerator.is_main_process:
+        write_atomically(folder / "trainer_state.json", json.dumps({"step": step}))  # marks it whole
+        for old in (output / "checkpoints").glob("step-*"):
+            if old != folder and int(old.name.split("-")[1]) < step:
+                shutil.rmtree(old, ignore_errors=True)
+
+
+def finish_run(accelerator, model, tokenizer, output: Path) -> Path:
+    """Save the final model, then plot the log beside it: a plot that fails is a warning, and the
+    saved model stays. Returns the final model's folder."""
+    final = save_final(accelerator, model, tokenizer, output)
+    log = output / "log.jsonl"
+    if accelerator.is_main_process and log.is_file():
+        from adasr_av.training.plot import plot_log
+
+        try:
+            plot_log(log, output / "log.png")
+        except Exception as err:  # any plotting fault: the model is saved, the curves are an extra
+            warnings.warn(
+                f"{output / 'log.png'}: not written ({first_line(err)}); the model is saved in {final}",
+                stacklevel=2,
+            )
+    return final
+
+
+def save_final(accelerator, model, tokenizer, output: Path) -> Path:
+    final = output / "final"
+    accelerator.wait_for_everyone()
+    model = accelerator.unwrap_model(model)
+    if accelerator.is_main_process:
+        tmp = output / "final.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        if hasattr(model, "merge_and_unload"):  # LoRA: keep the adapter, ship the merged model
+            model.save_pretrained(output / "adapter")
+            model = model.merge_and_unload()
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        tmp.replace(final)
+    return final
