@@ -212,16 +212,15 @@ def train_sft(config: SFTConfig, progress: bool = True) -> Path:
     if (final / "config.json").is_file():
         print(f"adasr-av: {final} is already trained (delete it to train again)")
         return final
+    stories = load_stories(d.train, d.max_stories)  # a bad dataset fails before the run folder is made
+    valid_stories = load_stories(d.valid, d.valid_stories) if d.valid else []
     start_run(output, config)
 
     accelerator = Accelerator(gradient_accumulation_steps=t.grad_accum)
     set_seed(t.seed)
-    stories = load_stories(d.train, d.max_stories)
     model, tokenizer = _load_model(config, stories, output, str(accelerator.device))
     examples = build_examples(tokenizer, stories, d, t.seed)
-    valid = (
-        build_examples(tokenizer, load_stories(d.valid, d.valid_stories), d, t.seed + 1) if d.valid else []
-    )
+    valid = build_examples(tokenizer, valid_stories, d, t.seed + 1) if valid_stories else []
     limit = getattr(model.config, "max_position_embeddings", None)
     if limit and d.skip_too_long:
         kept = [e for e in examples if len(e) <= limit]
