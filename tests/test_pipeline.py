@@ -167,8 +167,9 @@ def test_a_failing_source_ends_the_run_with_its_error_and_no_deliberation(asr, r
 
 
 class BrokenWhisper:
-    """The real Whisper that fails on its third step: a fault injected (the test cannot make the
-    real model fail on demand), the rest of the pipeline real."""
+    """The real Whisper that fails from its third step on, as a GPU whose context is lost does: a
+    fault injected (the test cannot make the real model fail on demand), the rest of the pipeline
+    real. (One failed step is survived: tests/test_faults.py.)"""
 
     def __init__(self, backend):
         self.backend, self.calls = backend, 0
@@ -178,7 +179,7 @@ class BrokenWhisper:
 
     def decode(self, encoded, prompt="", prefix="", max_new_tokens=224):
         self.calls += 1
-        if self.calls == 3:
+        if self.calls >= 3:
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
         return self.backend.decode(encoded, prompt, prefix, max_new_tokens)
 
@@ -192,7 +193,8 @@ def test_an_encoder_failing_mid_stream_ends_the_run_with_its_error_and_no_delibe
     seen: list = []
     error = read_events(run, seen)
     assert isinstance(error, RuntimeError) and "illegal memory access" in str(error)
-    assert run.failure.stage == "encoder" and models.encoders[0].backend.calls == 3
+    # the ASR survives a failed step or two; the third in a row ends the stream with the error
+    assert run.failure.stage == "encoder" and models.encoders[0].backend.calls == 2 + UNAWARE.max_failed_steps
     assert_ended_cleanly(run, seen)
     models.encoders = (
         ASREncoder(asr, UNAWARE),

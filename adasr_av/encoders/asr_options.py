@@ -41,6 +41,9 @@ class StreamingASROptions:
     pause_seconds: float = 0.5
     max_chunk_seconds: float = 10.0  # a chunk never spans more than this
     max_gap_seconds: float = 2.0  # a longer hole in the input (a reconnect) restarts the buffer
+    # A decode step that raises loses the speech it held (logged, counted in ASRStats) and the
+    # stream goes on; this many failed steps in a row (a broken model) end it with the error.
+    max_failed_steps: int = 3
     computation_aware: bool = True
     # gates against invented text (Whisper's own defaults): a decode that is probably not speech,
     # or whose text compresses like a loop, is heard as nothing
@@ -59,6 +62,8 @@ class StreamingASROptions:
             raise AdasrError("trim_seconds must be positive and at most max_buffer_seconds (at most 30)")
         if self.min_window_seconds < 0 or self.prompt_chars < 0:
             raise AdasrError("min_window_seconds and prompt_chars must be at least 0")
+        if self.max_failed_steps < 1:
+            raise AdasrError(f"max_failed_steps must be at least 1, got {self.max_failed_steps}")
 
     @classmethod
     def rolling(cls, **changes) -> StreamingASROptions:

@@ -88,6 +88,11 @@ class HypothesisBuffer:
         self.committed = [w for w in self.committed if w.t_end > t]
         return gone
 
+    def drop_pending(self) -> list[Word]:
+        """The audio of the pending words is lost (a failed decode): forget them; return them."""
+        pending, self.previous = self.previous, []
+        return pending
+
 
 class PrefixAgreement:
     """LocalAgreement over continuations of the committed words of one utterance.

@@ -72,6 +72,7 @@ class OnlineASR:
         self.closed: list[Utterance] = []  # ended by a pause, awaiting their final decode
         self.unprocessed_s = 0.0  # audio of the open utterance since its last decode
         self.stream_end: float | None = None  # None until the first chunk
+        self._at_risk: tuple[float, float] | None = None  # what the step under way had held
 
     def restart(self, t: float) -> None:
         """Start listening at stream time `t` (the stream's start, or after a reconnect, once
@@ -130,6 +131,7 @@ class OnlineASR:
 
     def process_iter(self) -> list[Word]:
         """Run the decodes that are due; return the newly committed words (stream time)."""
+        self._at_risk = self.pending()
         words: list[Word] = []
         for utterance in self.closed:
             words += self._final(utterance)
@@ -142,8 +144,29 @@ class OnlineASR:
         """The VAD hears a pause, and no speech is waiting to be decoded."""
         return self.stream_end is not None and self.open is None and not self.closed
 
+    def pending(self) -> tuple[float, float] | None:
+        """The stream span of the speech held and not yet committed (None when none is)."""
+        held = [*self.closed, *([self.open] if self.open is not None else [])]
+        if not held:
+            return None
+        committed = self.agreement.committed[-1].t_end if self.agreement.committed else held[0].start
+        return max(held[0].start, committed), held[-1].end
+
+    def drop(self) -> tuple[float, float] | None:
+        """The step under way (`process_iter`, `finish`) failed: forget the speech held, words
+        committed by the step included (they were never returned); returns the span of speech the
+        step had held then. Listening goes on: speech still going on opens a fresh utterance where
+        the audio taken ends."""
+        self._to_prompt("".join(w.text for w in self.agreement.close()))
+        self.closed, self.unprocessed_s = [], 0.0
+        if self.open is not None:
+            self.open = Utterance(np.zeros(0, dtype=np.float32), self.open.end)
+        lost, self._at_risk = self._at_risk, None
+        return lost
+
     def finish(self) -> list[Word]:
         """The stream ended: the open utterance ends here; every utterance is decoded and committed."""
+        self._at_risk = self.pending()
         if self.open is not None:
             self.open.speech_end = self.open.end
             self.open.audio = np.concatenate(

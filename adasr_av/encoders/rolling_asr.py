@@ -75,6 +75,20 @@ class RollingASR:
         new = self.process_iter() if self.unprocessed_s > 0 else []
         return new + self.hypothesis.flush()
 
+    def pending(self) -> tuple[float, float] | None:
+        """The stream span of the audio held and not yet committed (None when none is)."""
+        start = max(self.buffer_start, self.hypothesis.last_committed_end)
+        return (start, self.buffer_end) if self.buffer_end > start else None
+
+    def drop(self) -> tuple[float, float] | None:
+        """A step's decode failed: forget the buffer's audio and the words not yet agreed on;
+        returns the span of audio lost."""
+        lost = self.pending()
+        self.hypothesis.drop_pending()
+        self._cut(self.buffer_end)
+        self.unprocessed_s = 0.0
+        return lost
+
     def quiet(self) -> bool:
         """No voice activity detection: never known to be quiet."""
         return False

@@ -8,7 +8,10 @@
   falls behind by at most one step instead of building a backlog;
 - computation-aware (default): a step started when its last audio arrived and took the measured
   compute time, so `t_emit` = arrival + compute; computation-unaware: stream time stops while
-  the model runs and `t_emit` is when the last audio of the step arrived.
+  the model runs and `t_emit` is when the last audio of the step arrived;
+- a step whose decode raises loses the speech the policy held (from its oldest uncommitted audio to
+  the audio taken): a warning names the span, `ASRStats` counts it, and the stream goes on;
+  `max_failed_steps` failures in a row (a broken model) end it with the error.
 
 `ChunkGrouper` makes the reasoner's chunks: a chunk ends at a committed word that ends a sentence,
 at a pause of `pause_seconds` between words (or after the last word, once the VAD has heard that
@@ -18,6 +21,7 @@ much silence: the chunk goes out then, without waiting for the next word), or at
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Iterable, Iterator
@@ -30,9 +34,12 @@ from adasr_av.encoders.local_agreement import ends_sentence
 from adasr_av.encoders.online_asr import OnlineASR
 from adasr_av.encoders.rolling_asr import RollingASR
 from adasr_av.encoders.whisper_backends import WhisperBackend
+from adasr_av.errors import first_line
 from adasr_av.types import AudioChunk, TextChunk, Word
 
 __all__ = ["POLICIES", "ASRStats", "ChunkGrouper", "StreamingASROptions", "make_policy", "transcribe_stream"]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_OPTIONS = StreamingASROptions()
 LAG_BIN_S = 0.01  # width of a `LagHistogram` bin: its quantiles are within half of it (5 ms)
@@ -96,6 +103,8 @@ class ASRStats:
     # per step: its text's emit time minus the arrival of its last audio (its compute, when aware)
     lags_s: LagHistogram = field(default_factory=LagHistogram)
     costs: ASRCosts = field(default_factory=ASRCosts)  # where the compute went
+    failed_steps: int = 0  # steps whose decode raised: their speech was lost
+    lost_s: float = 0.0  # stream seconds of speech those steps held
 
     @property
     def real_time_factor(self) -> float:
@@ -147,16 +156,40 @@ def transcribe_stream(
     """Text chunks committed while `audio` streams in, then the flushed tail (see module doc)."""
     stats = stats if stats is not None else ASRStats()
     asr, grouper = make_policy(backend, options, stats.costs), ChunkGrouper(options)
-    busy_until, arrived_at = 0.0, 0.0
+    busy_until, arrived_at, failed_in_a_row = 0.0, 0.0, 0
 
     def commit(words: list[Word], t_commit: float) -> list[TextChunk]:
         return grouper.add([replace(w, t_commit=t_commit) for w in words], t_commit)
+
+    def guarded(run) -> list[Word]:
+        """`run()`'s words; if it raises, the speech the policy held is lost and reported, and the
+        error is raised only once `max_failed_steps` steps in a row have failed."""
+        nonlocal failed_in_a_row
+        encodes = stats.costs.encodes
+        try:
+            words = run()
+        except Exception as err:
+            failed_in_a_row += 1
+            if failed_in_a_row >= options.max_failed_steps:
+                raise
+            start, end = asr.drop() or (arrived_at, arrived_at)
+            stats.failed_steps += 1
+            stats.lost_s += end - start
+            log.warning(
+                "ASR step failed (%s: %s): speech from %.2f s to %.2f s lost (%.2f s); going on",
+                type(err).__name__, first_line(err), start, end, end - start,
+            )  # fmt: skip
+            log.debug("the failed ASR step", exc_info=True)
+            return []
+        if stats.costs.encodes > encodes:  # the model worked: the failures were not in a row
+            failed_in_a_row = 0
+        return words
 
     def step(run, t_arrival: float, t_oldest: float) -> list[TextChunk]:
         """Run `run` (a decode step, or the end of the stream) as a step on the stream clock."""
         nonlocal busy_until
         t0 = time.perf_counter()
-        words = run()
+        words = guarded(run)
         compute = time.perf_counter() - t0
         t_commit = t_arrival + compute if options.computation_aware else t_arrival
         busy_until = t_commit

@@ -1,11 +1,17 @@
 """Media files (any container and codec FFmpeg decodes, via PyAV) as audio chunks or video frames.
 
+A file cut short while it is read (another program truncating or rewriting it) gives what was
+decoded up to the cut, then one AdasrError naming the file and where its audio or video ended,
+whatever the format: FFmpeg itself ends some formats at the cut as if they were whole (WAV, MP3)
+and fails others (MP4), so the reader compares the file's size with its size when opened.
+
 Also home of the container-level decode steps the RTSP reader shares: `decoded`, `sampled_frames`.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -37,9 +43,10 @@ def read_audio(
     """
     if start_at < 0:
         raise AdasrError(f"media file {path}: start_at must be >= 0 seconds, got {start_at}")
+    whole = _Whole(path)  # its size before FFmpeg reads any of it
     container = open_media(path)
     stream = _choose(container, container.streams.audio, stream_index, path, "audio")
-    chunks = _file_audio(container, stream, path, start_at, seconds_to_samples(chunk_seconds))
+    chunks = _file_audio(container, stream, whole, start_at, seconds_to_samples(chunk_seconds))
     return paced(chunks, lambda chunk: chunk.t_end, start=start_at) if realtime else chunks
 
 
@@ -56,10 +63,11 @@ def read_video_frames(
         raise AdasrError(f"media file {path}: fps must be > 0, got {fps}")
     if start_at < 0:
         raise AdasrError(f"media file {path}: start_at must be >= 0 seconds, got {start_at}")
+    whole = _Whole(path)
     container = open_media(path)
     stream = _choose(container, container.streams.video, stream_index, path, "video")
     stream.thread_type = "AUTO"
-    frames = _file_frames(container, stream, path, fps, start_at)
+    frames = _file_frames(container, stream, whole, fps, start_at)
     return paced(frames, lambda frame: frame.t, start=start_at) if realtime else frames
 
 
@@ -89,6 +97,31 @@ def open_media(path: str | Path) -> av.container.InputContainer:
         return av.open(str(path), metadata_errors="replace")  # a tag not in UTF-8 is no reason to fail
     except av.FFmpegError as err:
         raise AdasrError(f"media file {path}: FFmpeg cannot read it ({describe(err)})") from None
+
+
+class _Whole:
+    """A file's size before it was opened and how far it has been decoded: `check` tells at the end
+    whether it was cut short while read."""
+
+    def __init__(self, path):
+        self.path, self.size, self.reached_s = path, _size(path), 0.0
+
+    def check(self, kind: str) -> None:
+        """Raise if the file shrank since it was opened; a file removed meanwhile was read whole.
+        (FFmpeg may have held the rest already; the error is raised all the same: the file was cut.)"""
+        now = _size(self.path)
+        if self.size is not None and now is not None and now < self.size:
+            raise AdasrError(
+                f"media file {self.path}: cut short while it was read ({self.size} bytes when opened, "
+                f"{now} now): its {kind} ends at {self.reached_s:.2f} s"
+            ) from None
+
+
+def _size(path) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
 
 
 def describe(err: av.FFmpegError | ValueError) -> str:
@@ -169,39 +202,50 @@ def _seek(container: av.container.InputContainer, stream: av.stream.Stream, star
 def _file_audio(
     container: av.container.InputContainer,
     stream: av.stream.Stream,
-    path,
+    whole: _Whole,
     start_at: float,
     chunk_samples: int,
 ) -> Iterator[AudioChunk]:
+    path = whole.path
     with container:
         try:
             _seek(container, stream, start_at)
             frames = decoded(container, stream)
             first = next(frames, None)
-            if first is None:
-                return
-            first_t = _media_time(first, stream)
-            first_t = start_at if first_t is None else first_t
-            skip = max(0, seconds_to_samples(start_at - first_t))
-            yield from audio_chunks(
-                itertools.chain([first], frames), chunk_samples, max(start_at, first_t), skip
-            )
+            if first is not None:
+                first_t = _media_time(first, stream)
+                first_t = start_at if first_t is None else first_t
+                skip = max(0, seconds_to_samples(start_at - first_t))
+                start = max(start_at, first_t)
+                for chunk in audio_chunks(itertools.chain([first], frames), chunk_samples, start, skip):
+                    whole.reached_s = chunk.t_end
+                    yield chunk
         except (av.FFmpegError, ValueError) as err:  # ValueError: a frame whose format is not the first's
+            whole.check("audio")
             raise AdasrError(f"media file {path}: cannot decode its audio ({describe(err)})") from None
+    whole.check("audio")
 
 
 def _file_frames(
-    container: av.container.InputContainer, stream: av.stream.Stream, path, fps: float, start_at: float
+    container: av.container.InputContainer,
+    stream: av.stream.Stream,
+    whole: _Whole,
+    fps: float,
+    start_at: float,
 ) -> Iterator[VideoFrame]:
     def timed() -> Iterator[tuple[float, av.VideoFrame]]:
         rate = stream.average_rate or stream.guessed_rate or fps
         for n, frame in enumerate(decoded(container, stream)):
             t = _media_time(frame, stream)
-            yield (n / float(rate) if t is None else t), frame
+            whole.reached_s = t = n / float(rate) if t is None else t
+            yield t, frame
 
+    path = whole.path
     with container:
         try:
             _seek(container, stream, start_at)
             yield from sampled_frames(timed(), fps, start_at)
         except av.FFmpegError as err:
+            whole.check("video")
             raise AdasrError(f"media file {path}: cannot decode its video ({describe(err)})") from None
+    whole.check("video")
