@@ -101,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--errors", action="store_true", help="also count why each wrong story went wrong (error_analysis)"
     )
     evaluate.add_argument("--out", type=Path, help="write the report and per-story results as JSON")
+    evaluate.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help="a bar on stderr: stories done, running accuracy, time left (default: when it is a terminal)",
+    )
     _add_sections(evaluate, source=False, asr=False, video=False, reasoner_exclude=ASKED)
 
     transcribe = sub.add_parser("transcribe", help="stream audio through Whisper into timed text chunks")
@@ -297,16 +302,19 @@ def cmd_run(args) -> None:
     run = PipelineRun(models, records, question, reference, out.queue_size, on_chunk=transcripts.write)
     writer = EventWriter(out.out) if out.out else None
     console = Console(force_terminal=None if not out.plain else False)
+    sinks = [sink for sink in (writer, transcripts) if sink]
     try:
         with LiveView(name, question, console) as view:
             for event in run:
                 view.update(event, stopping=run.stopping)
                 if writer:
                     writer.write(event)
-    finally:
-        for sink in (writer, transcripts):
-            if sink:
-                sink.close()
+        for sink in sinks:
+            sink.close()
+    except BaseException as err:
+        for sink in sinks:  # a failed run leaves no half outputs; Ctrl-C closes the stream and answers
+            sink.discard() if isinstance(err, Exception) else sink.close()
+        raise
     if run.interrupted:
         print("adasr-av: interrupted: the stream was closed and answered", file=sys.stderr)
     if out.plot:
@@ -342,7 +350,7 @@ def cmd_eval(args) -> None:
     if not stories:
         raise AdasrError(f"dataset {args.data}: no stories")
     model, tokenizer = section.load()
-    results = evaluate(model, tokenizer, stories, section.mode, options, clock, progress=sys.stderr.isatty())
+    results = evaluate(model, tokenizer, stories, section.mode, options, clock, progress=args.progress)
     name = section.model_name + (f" + {section.adapter}" if section.adapter else "")
     settings = asdict(options) | {"limit": args.limit}
     report = summarise(

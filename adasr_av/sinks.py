@@ -4,12 +4,14 @@ in memory: a one-hour live run costs what a one-minute one does."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections import deque
 from pathlib import Path
 from typing import TextIO
 
+from adasr_av.errors import AdasrError
 from adasr_av.types import Event, TextChunk
 
 _WIDTH = 88
@@ -85,15 +87,34 @@ class AppendingFile:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("w", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        with self._named():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("w", encoding="utf-8")  # noqa: SIM115 - closed by close()
 
     def append(self, text: str) -> None:
-        self._file.write(text)
-        self._file.flush()
+        with self._named():
+            self._file.write(text)
+            self._file.flush()
 
     def close(self) -> None:
-        self._file.close()
+        if self._file.closed:
+            return
+        with self._named():
+            self._file.close()  # closes the descriptor even when the last flush fails
+
+    def discard(self) -> None:
+        """Close and remove the file: what a run that failed leaves of it is no output."""
+        with contextlib.suppress(AdasrError):
+            self.close()
+        self.path.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def _named(self):
+        """A failed write (a full disk, a vanished folder) is one line naming the file."""
+        try:
+            yield
+        except OSError as err:
+            raise AdasrError(f"{self.path}: cannot write ({(err.strerror or str(err)).lower()})") from None
 
     def __enter__(self):
         return self
@@ -182,6 +203,10 @@ class TranscriptsBySource:
     def close(self) -> None:
         for writer in self.writers.values():
             writer.close()
+
+    def discard(self) -> None:
+        for writer in self.writers.values():
+            writer.discard()
 
     def __enter__(self):
         return self
