@@ -12,16 +12,13 @@ import json
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
+from demo_server import served_demo
 
 from adasr_av.media.file import read_audio
 
@@ -37,7 +34,6 @@ EXPECTED_WORDS = ("tom", "dollars", "hour")  # what Whisper must have heard, low
 LEAD_S = 6.0  # silence before the story: the page drops the first blocks while its stream opens
 TAIL_S = 40.0  # silence after it, so Chromium's loop of the file does not restart the story
 RATE = 16_000
-APP_START_S = 300  # loading Whisper and the reasoner on a busy 2-core machine
 ANSWER_S = 180  # from the stop click to the answer
 
 
@@ -73,57 +69,14 @@ def story_wav(tmp_path_factory) -> tuple[Path, float]:
     return path, LEAD_S + len(samples) / RATE
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     """`adasr-av demo` as a user starts it (the bundled default reasoner), in a subprocess on a
     free 127.0.0.1 port. (It ran the supervised model until it was seen to answer this story
     wrong whenever Whisper heard the last word "now?" as "how?"; the default answers both.)"""
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("app") / "demo.log"
-    command = [
-        sys.executable,
-        "-m",
-        "adasr_av.cli",
-        "demo",
-        "--port",
-        str(port),
-    ]
-    env = os.environ | {"GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
-    with log_path.open("w") as log:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + APP_START_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the demo exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(url, timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"the demo did not answer within {APP_START_S} s:\n{log_path.read_text()[-3000:]}"
-                )
-            time.sleep(1)
-        yield url
-        assert process.poll() is None, f"the demo died:\n{log_path.read_text()[-3000:]}"
-        assert "Traceback" not in log_path.read_text(), log_path.read_text()[-3000:]
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with served_demo(tmp_path_factory.mktemp("app")) as demo:
+        yield demo.url
+        assert "Traceback" not in demo.log.read_text(), demo.output()
 
 
 @pytest.fixture(scope="module")

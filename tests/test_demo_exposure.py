@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -17,6 +14,7 @@ import urllib.request
 import av
 import numpy as np
 import pytest
+from demo_server import served_demo
 from test_demo import models  # noqa: F401 - the module's loaded pipeline, a fixture
 from test_media_rtsp import free_port
 
@@ -72,29 +70,9 @@ def test_a_page_served_beyond_loopback_asks_for_the_password(tmp_path):
     visitor needs to use it) is refused until the login succeeds."""
     auth = tmp_path / "auth"
     auth.write_text(f"alice:{PASSWORD}\n")
-    port = free_port()
-    command = [sys.executable, "-m", "adasr_av.cli", "demo", "--host", "0.0.0.0", "--port", str(port)]
-    env = os.environ.copy()
-    env.pop(AUTH_ENV, None)
-    process = subprocess.Popen(
-        [*command, "--auth-file", str(auth)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    output: list[str] = []
-    threading.Thread(target=lambda: output.extend(process.stdout), daemon=True).start()
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert process.poll() is None, "".join(output)
-                time.sleep(0.5)
+    env = {k: v for k, v in os.environ.items() if k != AUTH_ENV}
+    with served_demo(tmp_path, "--host", "0.0.0.0", "--auth-file", str(auth), env=env) as demo:
+        base = demo.url.rstrip("/")
         status, _, _ = _get(f"{base}/config")
         assert status == 401
         status, _, cookie = _get(f"{base}/login", {"username": "alice", "password": "wrong"})
@@ -103,10 +81,7 @@ def test_a_page_served_beyond_loopback_asks_for_the_password(tmp_path):
         assert status == 200 and cookie
         status, config, _ = _get(f"{base}/config", cookie=cookie)
         assert status == 200 and "components" in config
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-    assert PASSWORD not in "".join(output)
+    assert PASSWORD not in demo.log.read_text()
 
 
 EXPOSED = {"host": "0.0.0.0", "auth": f"alice:{PASSWORD}"}

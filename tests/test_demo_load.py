@@ -16,16 +16,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from demo_server import served_demo
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -34,7 +31,6 @@ from gradio_client.utils import Status  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 STORIES = [ROOT / "demos" / "media" / f"{name}.mp3" for name in ("money", "wages", "cooking", "shopping")]
 LOAD_S = float(os.environ.get("ADASR_LOAD_S", "120"))  # wall time during which sessions submit
-APP_START_S = 300  # loading Whisper and the reasoner on a busy 2-core machine
 JOB_S = 900  # one job, from submit to its answer, behind the three other sessions
 POLL_S = 0.05  # how often a session looks at its job's status
 BUSY_MARGIN_S = 0.5  # a job sent this long before another's answer came found the pipeline busy
@@ -77,47 +73,11 @@ class JobRecord:
         return " ".join(shown) or "-"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     """`adasr-av demo` as a user starts it, in a subprocess on a free 127.0.0.1 port: (url, log)."""
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("app") / "demo.log"
-    command = [sys.executable, "-m", "adasr_av.cli", "demo", "--port", str(port)]
-    env = os.environ | {"GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
-    with log_path.open("w") as log:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + APP_START_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the demo exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(url, timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"the demo did not answer within {APP_START_S} s:\n{log_path.read_text()[-3000:]}"
-                )
-            time.sleep(1)
-        yield url, log_path
-        assert process.poll() is None, f"the demo died:\n{log_path.read_text()[-3000:]}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with served_demo(tmp_path_factory.mktemp("app")) as demo:
+        yield demo.url, demo.log
 
 
 def run_session(client: Client, session: int, until: float, records: list[JobRecord], lock) -> None:
