@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 from rich.table import Table
@@ -191,23 +195,56 @@ def evaluate(
     mode: Mode = "streaming",
     options: ReasonerOptions | None = None,
     clock: ComputeClock | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
+    progress_file: TextIO | None = None,
 ) -> list[StoryResult]:
-    """Run the reasoner over every story (one fresh session each) and score it."""
+    """Run the reasoner over every story (one fresh session each) and score it.
+
+    `progress`: a bar on `progress_file` (stderr) with the stories done, the running accuracy and
+    the time left; None shows it when that file is a terminal."""
     clock = clock or CostModelClock(PAPER_PROFILE)
     reasoner = make_reasoner(model, tokenizer, mode, options=options or ReasonerOptions(), clock=clock)
     results: list[StoryResult] = []
-    bar = tqdm(stories, desc=f"eval {mode}", unit="story", disable=not progress)
-    for story in bar:
-        try:
-            events = list(
-                reason_over_stream(reasoner, story.chunks, story.question, story.answer, story.t_stream_end)
-            )
-        except AdasrError as err:
-            raise AdasrError(f"story {story.id}: {err}") from None
-        results.append(story_result(story.id, events, story.informative))
-        bar.set_postfix(accuracy=f"{sum(r.correct for r in results) / len(results):.3f}")
+    with _progress_bar(len(stories), mode, progress, progress_file) as bar:
+        for story in stories:
+            try:
+                events = list(
+                    reason_over_stream(
+                        reasoner, story.chunks, story.question, story.answer, story.t_stream_end
+                    )
+                )
+            except AdasrError as err:
+                raise AdasrError(f"story {story.id}: {err}") from None
+            results.append(story_result(story.id, events, story.informative))
+            bar.set_postfix(accuracy=f"{sum(r.correct for r in results) / len(results):.3f}", refresh=False)
+            bar.update(1)  # draws the count and the accuracy of the same stories
     return results
+
+
+def _progress_bar(total: int, mode: str, progress: bool | None, file: TextIO | None) -> tqdm:
+    """The stories-done bar (tqdm adds the time elapsed and left) on `file`, stderr by default."""
+    file = file or sys.stderr
+    show = _is_terminal(file) if progress is None else progress
+    return tqdm(
+        total=total, desc=f"eval {mode}", unit="story", disable=not show, file=file, **_unsized_terminal(file)
+    )
+
+
+def _is_terminal(file: TextIO) -> bool:
+    return bool(getattr(file, "isatty", lambda: False)())
+
+
+def _unsized_terminal(file: TextIO) -> dict[str, int]:
+    """tqdm's size for a terminal that reports none, as a pty nobody sized does (`docker exec -t`,
+    `script`): at 0 columns and 0 rows tqdm would draw nothing at all. Otherwise tqdm measures."""
+    try:
+        size = os.get_terminal_size(file.fileno())
+    except (AttributeError, OSError, ValueError):  # not a terminal, or no file descriptor
+        return {}
+    if size.columns and size.lines:
+        return {}
+    fallback = shutil.get_terminal_size()  # $COLUMNS and $LINES, else 80 x 24
+    return {"ncols": size.columns or fallback.columns, "nrows": size.lines or fallback.lines}
 
 
 def save_evaluation(path: str | Path, report: EvalReport, results: Sequence[StoryResult]) -> None:

@@ -13,13 +13,16 @@ and the answer is done at done_A = max(T, done_last) + prefill(stream_end) + dec
 from __future__ import annotations
 
 import json
+import math
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
 from adasr_av.atomic import write_atomically
 from adasr_av.errors import AdasrError
+from adasr_av.types import Event
 
 SECONDS_PER_MINUTE = 60.0
 DEFAULT_WORDS_PER_MINUTE = 150.0  # the input rate of the AdaSR and StreamingThinker papers
@@ -160,6 +163,32 @@ def lag(t_begin: float, t_avail: float) -> float:
     return t_begin - t_avail
 
 
-def streaming_overflow(t_done: list[float], t_avail: list[float]) -> float:
+def chunk_overflows(t_done: Sequence[float], t_avail: Sequence[float]) -> list[float]:
+    """max(0, done_i - a_{i+1}) for each chunk i: how far its streaming work ran into the next
+    arrival. The last chunk's is 0: nothing arrives after it (its work shows in the answer latency)."""
+    if len(t_done) != len(t_avail):
+        raise ValueError(f"one done time per available chunk: {len(t_done)} != {len(t_avail)}")
+    following = [*t_avail[1:], math.inf] if t_avail else []
+    return [max(0.0, done - nxt) for done, nxt in zip(t_done, following, strict=True)]
+
+
+def streaming_overflow(t_done: Sequence[float], t_avail: Sequence[float]) -> float:
     """sum_i max(0, done_i - a_{i+1}): streaming work that delayed the next chunk."""
-    return sum(max(0.0, done - nxt) for done, nxt in zip(t_done[:-1], t_avail[1:], strict=True))
+    return sum(chunk_overflows(t_done, t_avail))
+
+
+def overflow_by_chunk(events: Iterable[Event]) -> dict[int, float]:
+    """`chunk_overflows` of a run, by chunk index, from its events: a_i is chunk i's arrival, done_i
+    the end of its streaming work (its prefill and unit). A chunk without text got no work and is
+    no arrival. The session's `overflow_s` is the sum; HRPO's per-unit reward reads each."""
+    arrivals: dict[int, float] = {}
+    done: dict[int, float] = {}
+    for e in events:
+        if e.chunk_index is None or e.type not in ("chunk", "think", "skip"):
+            continue
+        if e.type == "chunk" and e.tokens:
+            arrivals[e.chunk_index] = e.t_avail
+        done[e.chunk_index] = max(done.get(e.chunk_index, -math.inf), e.t_done)
+    chunks = list(arrivals)
+    overflows = chunk_overflows([done[i] for i in chunks], [arrivals[i] for i in chunks])
+    return dict(zip(chunks, overflows, strict=True))

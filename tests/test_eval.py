@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import sys
+import threading
 
 import pytest
 import torch
@@ -12,7 +16,15 @@ from adasr_av.cli import main
 from adasr_av.data.stories import generate_story
 from adasr_av.data.streamed import text_record
 from adasr_av.errors import AdasrError
-from adasr_av.evaluation import StoryResult, mcnemar_p, percentile, story_result, summarise, wilson_interval
+from adasr_av.evaluation import (
+    StoryResult,
+    evaluate,
+    mcnemar_p,
+    percentile,
+    story_result,
+    summarise,
+    wilson_interval,
+)
 from adasr_av.reasoner.scratch import build_model
 from adasr_av.sinks import chunk_record
 from adasr_av.timing import PAPER_PROFILE, CostModelClock, WallClock
@@ -230,6 +242,76 @@ def test_eval_read_then_think_with_limit(model_dir, dataset, tmp_path, capsys):
     assert report["n"] == 1 and report["mode"] == "read-then-think"
     assert report["mean_stream_tokens"] == 0 and report["skip_rate_distractor"] is None
     assert "skip rates need gold" in capsys.readouterr().out
+
+
+def bar_lines(text: str) -> list[str]:
+    """The states a tqdm bar drew, one per redraw."""
+    return [line.strip() for line in text.replace("\r", "\n").splitlines() if "story" in line]
+
+
+def test_eval_progress_shows_stories_done_running_accuracy_and_time_left(
+    model_dir, dataset, tmp_path, capsys
+):
+    out = tmp_path / "report.json"
+    assert eval_cli(model_dir, dataset, "--progress", "--out", str(out)) == 0
+    lines = bar_lines(capsys.readouterr().err)
+    accuracy = json.loads(out.read_text())["report"]["accuracy"]
+    after_first = [line for line in lines if "1/3" in line]
+    assert after_first and all("accuracy=1.000" in line for line in after_first)  # the memorised story
+    assert "3/3" in lines[-1] and f"accuracy={accuracy:.3f}" in lines[-1]
+    assert all("<" in line for line in lines)  # tqdm's elapsed<remaining
+    assert eval_cli(model_dir, dataset, "--limit", "1", "--no-progress") == 0
+    assert not bar_lines(capsys.readouterr().err)
+    assert eval_cli(model_dir, dataset, "--limit", "1") == 0  # stderr is no terminal here
+    assert not bar_lines(capsys.readouterr().err)
+
+
+def test_evaluate_progress_to_a_file(model_dir, dataset):
+    from adasr_av.data.dataset import read_dataset
+    from adasr_av.reasoner.loading import load_reasoner_model
+    from adasr_av.reasoner.session import ReasonerOptions
+
+    model, tokenizer = load_reasoner_model(str(model_dir))
+    stories = list(read_dataset(dataset))[:2]
+    options = ReasonerOptions(max_unit_tokens=12, max_deep_tokens=24, max_answer_tokens=8)
+    sink = io.StringIO()
+    results = evaluate(model, tokenizer, stories, options=options, progress=True, progress_file=sink)
+    running = sum(r.correct for r in results) / 2
+    assert (
+        "2/2" in bar_lines(sink.getvalue())[-1]
+        and f"accuracy={running:.3f}" in bar_lines(sink.getvalue())[-1]
+    )
+
+
+def test_eval_progress_on_a_terminal_that_reports_no_width(model_dir, dataset, monkeypatch):
+    """A terminal with no window size (a pty nobody sized, as `docker exec -t` or `script` give):
+    stderr is a terminal, so the bar is shown, and at a usable width rather than none."""
+    controller, terminal = os.openpty()
+    drawn = bytearray()
+
+    def drain() -> None:
+        while True:
+            try:
+                data = os.read(controller, 4096)
+            except OSError:  # the terminal side closed
+                return
+            if not data:
+                return
+            drawn.extend(data)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    stderr = os.fdopen(terminal, "w")
+    monkeypatch.setattr(sys, "stderr", stderr)
+    try:
+        assert stderr.isatty() and os.get_terminal_size(terminal).columns == 0
+        assert eval_cli(model_dir, dataset, "--limit", "2") == 0
+    finally:
+        stderr.close()
+        reader.join(timeout=10)
+        os.close(controller)
+    lines = bar_lines(drawn.decode(errors="replace"))
+    assert lines and "2/2" in lines[-1] and "accuracy=" in lines[-1]
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ def test_group_normalise_by_hand():
     assert group_normalise([1.0, 0.0, 1.0, 0.0]) == pytest.approx([1, -1, 1, -1], abs=1e-5)
     assert group_normalise([0.0, 0.0, 3.0, 1.0]) == pytest.approx([D0, D0, 2 / math.sqrt(1.5), 0], abs=1e-5)
     assert group_normalise([5.0, 5.0]) == [0.0, 0.0]
+    assert group_normalise([0.1] * 3) == [0.0] * 3  # exactly: a mean off by float error ranks nothing
     assert group_normalise([]) == []
 
 

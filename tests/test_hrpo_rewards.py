@@ -64,4 +64,26 @@ def test_phase_rewards_see_their_own_part():
     assert s([overflowing, late], RECORDS[:2]) == pytest.approx([1.5, 2.0])
     assert d([overflowing, late], RECORDS[:2]) == pytest.approx([2.0, 1.5])
     assert s([_rollout(stream_valid=False)], RECORDS[:1]) == pytest.approx([1.0 - 0.0])
-    assert unit_rewards([overflowing], alpha=2.0, tau=4.0) == [{0: -0.5}]
+
+
+def test_unit_rewards_are_gated_like_the_stream_reward():
+    """Per unit: its own format, the accuracy credit and its overflow's cost gated on correctness, so
+    a wrong rollout's units all sit below a correct one's, however late the correct one was."""
+    slow = ScoredRollout(
+        "42", (), False, True, 30.0, 9.0, {0: 20.0, 1: 10.0, 2: 0.0}, {0: True, 1: False, 2: True}
+    )
+    fast_wrong = ScoredRollout(
+        "0", (), True, True, 0.0, 0.0, {0: 0.0, 1: 0.0, 2: 0.0}, {0: True, 1: True, 2: True}
+    )
+    right, wrong = unit_rewards([slow, fast_wrong], RECORDS[:2], alpha=1.0, tau=5.0)
+    # costs 20/5 = 4 -> -4/5 and 10/5 = 2 -> -2/3; unit 1 was closed by the runtime: no format point
+    assert right == pytest.approx({0: 1 + 1 - 4 / 5, 1: 0 + 1 - 2 / 3, 2: 1 + 1 - 0.0})
+    assert wrong == pytest.approx({0: 1 + 0 - 1.0, 1: 1 + 0 - 1.0, 2: 1 + 0 - 1.0})
+    assert min(right.values()) > max(wrong.values())
+    # the reward-set ablations drop the same parts as the stage-level stream reward
+    assert unit_rewards([slow], RECORDS[:1], 1.0, 5.0, with_format=False, with_time=False) == [
+        {0: 1, 1: 1, 2: 1}
+    ]
+    assert unit_rewards([_rollout(overflow=1.0)], RECORDS[:1], alpha=2.0, tau=4.0) == [
+        {0: pytest.approx(2 - 1 / 3)}
+    ]

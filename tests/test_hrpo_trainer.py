@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
 import torch
+from conftest import CHUNKS, QUESTION
 from kill_and_resume import assert_same_weights, kill_during_step, logged_steps
 from safetensors.torch import load_file
 from test_group_session import run_group
 
 from adasr_av.cli import main
+from adasr_av.data.dataset import parse_record
 from adasr_av.data.stories import generate_story
 from adasr_av.data.streamed import text_record
+from adasr_av.evaluation import story_result
+from adasr_av.hrpo import trainer
+from adasr_av.hrpo.advantages import TokenLabels, token_advantages
 from adasr_av.hrpo.loss import clipped_surrogate, policy_batch, token_logprobs
-from adasr_av.hrpo.rollouts import token_labels
+from adasr_av.hrpo.rewards import ScoredRollout
+from adasr_av.hrpo.rollouts import SampledRollout, sample_group, scored_rollout, token_labels
+from adasr_av.hrpo.trainer import HRPOConfig, ObjectiveConfig, RolloutConfig
 from adasr_av.reasoner.protocol import chunk_span, question_span
+from adasr_av.sinks import chunk_record
+from adasr_av.timing import PAPER_PROFILE, CostModelClock
 
 # --- rollouts and loss ------------------------------------------------------------------------------
 
@@ -26,9 +36,13 @@ def test_token_labels_follow_the_spans(trained_model, tokenizer):
     for row in reasoner.rollouts:
         labels = token_labels(row, ids)
         assert len(labels.phase) == len(row.sequence)
+        eos_closed = {e.chunk_index if e.type in ("think", "skip") else e.type
+                      for e in row.events if e.info.get("eos")}  # fmt: skip
         for span in row.spans:
             phases = set(labels.phase[span.start : span.end])
-            if span.role != "model":
+            if span.role == "runtime" and (span.unit if span.phase == "stream" else span.phase) in eos_closed:
+                assert phases == {"stream" if span.phase == "stream" else "deep"}  # the EOS it replaced
+            elif span.role != "model":
                 assert phases == {"env"}  # environment and runtime-closed tokens are never trained
             elif span.phase == "stream":
                 assert phases == {"stream"} and set(labels.unit[span.start : span.end]) == {span.unit}
@@ -39,6 +53,23 @@ def test_token_labels_follow_the_spans(trained_model, tokenizer):
             zip(row.sequence, labels.phase, labels.boundary, strict=True)
         ):
             assert boundary == (phase != "env" and token in closing), t
+
+
+def test_rollout_overflow_is_the_one_timing_computes(trained_model, tokenizer):
+    """The per-unit overflow the rewards read, the summary's total and timing.overflow_by_chunk agree,
+    and every unit has one (the last unit's is 0: nothing arrives after it)."""
+    from adasr_av.timing import overflow_by_chunk
+
+    reasoner, _ = run_group(trained_model, tokenizer, group_size=3)
+    for row in reasoner.rollouts:
+        scored = scored_rollout(row.events, story_result("s", row.events, None))
+        units = [e.chunk_index for e in row.events if e.type in ("think", "skip")]
+        assert (
+            scored.unit_overflow_s == overflow_by_chunk(row.events)
+            and sorted(scored.unit_overflow_s) == units
+        )
+        assert row.events[-1].info["overflow_s"] == round(sum(scored.unit_overflow_s.values()), 4)
+        assert set(scored.unit_valid) == set(units)
 
 
 def test_recomputed_logprobs_ignore_padding(trained_model, tokenizer):
@@ -92,6 +123,182 @@ def test_kl_term_is_zero_at_the_reference_and_positive_away():
     assert at_ref.kl == pytest.approx(0.0) and away.kl > 0.1
 
 
+def memorised_story():
+    """The story the conftest models memorised (think, skip, think, answer 6)."""
+    chunks = [chunk_record(c) for c in CHUNKS]
+    record = {
+        "id": "memorised",
+        "question": QUESTION,
+        "question_position": "prompt",
+        "answer": 6,
+        "chunks": chunks,
+    }
+    return parse_record(record, "memorised")
+
+
+def small_config(**objective) -> HRPOConfig:
+    return HRPOConfig(
+        rollout=RolloutConfig(group_size=4, max_unit_tokens=16, max_deep_tokens=48),  # the gold fits
+        hrpo=ObjectiveConfig(**objective),
+    )
+
+
+def first_pass(model, tokenizer, config: HRPOConfig, monkeypatch):
+    """One sampled group and one update; returns (ratio over the masked tokens, loss stats) of every
+    micro-batch of the update's first pass."""
+    from accelerate import Accelerator
+
+    from adasr_av.training.sft import adamw
+
+    clock = CostModelClock(PAPER_PROFILE)
+    group = trainer.group_step(model.eval(), tokenizer, memorised_story(), config, clock, sample_seed=3)
+    seen = []
+
+    def recording(logp, old_logp, advantages, mask, *args, **kwargs):
+        loss, stats = clipped_surrogate(logp, old_logp, advantages, mask, *args, **kwargs)
+        seen.append((torch.exp(logp - old_logp).detach()[mask.bool()], stats))
+        return loss, stats
+
+    monkeypatch.setattr(trainer, "clipped_surrogate", recording)
+    accelerator = Accelerator()
+    model, optimizer = accelerator.prepare(model, adamw(model, 1e-3, 0.0))
+    trainer._update(model.train(), optimizer, accelerator, [group], tokenizer.pad_token_id, config.hrpo,
+                    config.train, None, config.rollout.temperature)  # fmt: skip
+    return seen
+
+
+def test_the_first_pass_ratio_is_exactly_one_under_dropout(trained_models, tokenizer, monkeypatch):
+    """old_logp is the policy the rollouts were sampled from (dropout off), and so is the policy the
+    update differentiates: on the first pass the ratio is 1 for every token, not dropout noise."""
+    model = copy.deepcopy(trained_models["gpt2"])
+    assert model.config.resid_pdrop == model.config.attn_pdrop == model.config.embd_pdrop == 0.1
+    seen = first_pass(model, tokenizer, small_config(drop_zero_variance=False), monkeypatch)
+    ratios = torch.cat([ratio for ratio, _ in seen])
+    assert ratios.numel() > 20 and torch.equal(ratios, torch.ones_like(ratios)), (ratios.min(), ratios.max())
+
+
+def test_the_reference_under_lora_dropout_is_the_base_policy(trained_models, tokenizer, monkeypatch):
+    """Fresh adapters leave the policy equal to the base model: with lora_dropout and GPT-2 dropout
+    the first pass has ratio 1 and KL 0 to the adapter-free reference."""
+    from adasr_av.training.sft import ModelConfig, with_lora
+
+    m = ModelConfig(
+        lora=True, lora_r=4, lora_dropout=0.1, lora_targets=["c_attn"], lora_train_protocol_tokens=False
+    )
+    model = with_lora(copy.deepcopy(trained_models["gpt2"]), tokenizer, m)
+    seen = first_pass(model, tokenizer, small_config(kl_coef=0.1, drop_zero_variance=False), monkeypatch)
+    ratios = torch.cat([ratio for ratio, _ in seen])
+    assert torch.equal(ratios, torch.ones_like(ratios))
+    assert [stats.kl for _, stats in seen] == [0.0] * len(seen)
+
+
+def scripted_rollout(labels: TokenLabels, correct: bool, unit_overflow: dict[int, float], latency: float):
+    overflow = sum(unit_overflow.values())
+    scored = ScoredRollout("6" if correct else "7", (), True, True, overflow, latency, unit_overflow)
+    return SampledRollout([0] * len(labels.phase), labels, scored, result=None, events=[])
+
+
+# env, unit 0 (2 tokens), env, unit 1, env, unit 2 (the last), env, deep (2 tokens)
+UNIT_LABELS = TokenLabels(
+    phase=(
+        "env",
+        "stream",
+        "stream",
+        "env",
+        "stream",
+        "stream",
+        "env",
+        "stream",
+        "stream",
+        "env",
+        "deep",
+        "deep",
+    ),
+    unit=(None, 0, 0, None, 1, 1, None, 2, 2, None, None, None),
+    boundary=(False, False, True, False, False, True, False, False, True, False, False, True),
+)
+
+
+@pytest.mark.parametrize("lam", [0.5, 1.0])
+@pytest.mark.parametrize("granularity", ["stage", "unit", "boundary"])
+def test_a_fast_wrong_rollout_never_outranks_a_correct_one_token_by_token(
+    trained_models, tokenizer, monkeypatch, granularity, lam
+):
+    """Three correct rollouts whose units overflowed and that answered late, one wrong rollout that
+    overflowed nothing and answered at once: every token of the wrong one gets a lower advantage than
+    the same token of any correct one, at every granularity (per unit too, the last unit included)."""
+    slow = {0: 2.0, 1: 1.0}
+    group = [scripted_rollout(UNIT_LABELS, True, slow, 3.0) for _ in range(3)]
+    group.append(scripted_rollout(UNIT_LABELS, False, {0: 0.0, 1: 0.0}, 0.2))
+    monkeypatch.setattr(trainer, "sample_group", lambda reasoner, story: group)
+    config = small_config(lam=lam, granularity=granularity)
+    clock = CostModelClock(PAPER_PROFILE)
+    model = trained_models["qwen3"]  # builds the group's session; the scripted rollouts replace its own
+    _, advantages, _ = trainer.group_step(model, tokenizer, memorised_story(), config, clock, 0)
+    *correct, wrong = advantages
+    for t, phase in enumerate(UNIT_LABELS.phase):
+        if phase != "env":
+            assert wrong[t] < min(row[t] for row in correct), (t, wrong[t], [row[t] for row in correct])
+
+
+@pytest.mark.parametrize("phase", ["stream", "deep"])
+def test_an_eos_sampled_inside_a_span_is_trained_with_the_format_penalty(
+    trained_models, tokenizer, monkeypatch, phase
+):
+    """Row 0 samples EOS as the second token of a unit (or of the deep span); the runtime closes the
+    span in its place. That position is in the loss mask, scored for the EOS the model chose, with
+    the phase's advantage, and the rollout lost the phase's format reward."""
+    model, eos = trained_models["qwen3"], tokenizer.eos_token_id
+    forced: list[int] = []  # the position the EOS was sampled for
+
+    def sample_with_an_eos(reasoner, story):
+        start = reasoner.start
+
+        def started(*args, **kwargs):
+            start(*args, **kwargs)
+            sampler, row = reasoner.sampler, reasoner.rollouts[0]
+
+            def sample(logits):
+                tokens = sampler(logits)
+                span = row.spans[-1]
+                opens = (span.role, span.phase) == ("model", phase) and span.end - span.start == 1
+                if not forced and opens and row.sequence[-1] not in reasoner.ids.all:
+                    tokens[0] = eos
+                    forced.append(len(row.sequence))
+                return tokens
+
+            reasoner.sampler = sample
+
+        reasoner.start = started
+        return sample_group(reasoner, story)
+
+    monkeypatch.setattr(trainer, "sample_group", sample_with_an_eos)
+    config = small_config(lam=0.5)
+    clock = CostModelClock(PAPER_PROFILE)
+    rollouts, advantages, _ = trainer.group_step(model, tokenizer, memorised_story(), config, clock, 0)
+    (p,) = forced
+    row = rollouts[0]
+    closing = {"stream": (row.labels.unit[p - 1],), "deep": ()}[phase]
+    assert row.tokens[p] in {tokenizer.convert_tokens_to_ids(t) for t in ("<|think_end|>", "<|reason_end|>")}
+    kinds = {"stream": ("think", "skip"), "deep": ("deep",)}[phase]
+    (event,) = [e for e in row.events if e.type in kinds and e.info.get("eos")]
+    assert closing == () or event.chunk_index == closing[0]
+    assert not (row.scored.stream_valid if phase == "stream" else row.scored.deep_valid)
+    ((ids, mask, adv),) = row.model_views(advantages[0])
+    assert mask[p] and ids[p] == row.tokens[p]  # the closing token the later tokens saw stays
+    (targets,) = row.model_targets()
+    assert targets[p] == eos
+    assert targets[:p] + targets[p + 1 :] == ids[:p] + ids[p + 1 :]
+    assert row.labels.phase[p] == row.labels.phase[p - 1] and row.labels.boundary[p]
+    assert adv[p] == advantages[0][p - 1] != 0.0  # stage: the phase's advantage, the format penalty in it
+    batch = policy_batch([ids], [mask], [adv], tokenizer.pad_token_id, [targets])
+    with torch.no_grad():
+        scored = token_logprobs(model, batch.input_ids, batch.attention_mask, targets=batch.targets)[0]
+        logits = model(input_ids=batch.input_ids).logits[0, p - 1].float()
+    torch.testing.assert_close(scored[p - 1], torch.log_softmax(logits, -1)[eos])
+    assert batch.loss_mask[0, p - 1] == 1 and batch.advantages[0, p - 1] == adv[p]
+
+
 # --- trainer ----------------------------------------------------------------------------------------
 
 
@@ -142,6 +349,36 @@ def test_hrpo_trains_logs_plots_and_changes_the_policy(sft_model):
     before = load_file(sft_model / "sft" / "final" / "model.safetensors")
     after = load_file(out / "final" / "model.safetensors")
     assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.parametrize(
+    ("lam", "global_rewards", "stream_rewards", "dropped"),
+    [
+        (0.5, [1.0] * 4, [0.0, 1.0, 0.0, 1.0], 0),  # the streaming term still ranks the rollouts
+        (0.0, [1.0] * 4, [0.0, 1.0, 0.0, 1.0], 2),  # GRPO sees only the global reward
+        (1.0, [0.0, 1.0, 0.0, 1.0], [1.0] * 4, 2),  # lam = 1 sees only the phase rewards
+    ],
+    ids=["lam-0.5-kept", "grpo-dropped", "lam-1-dropped"],
+)
+def test_a_group_is_dropped_only_when_no_token_has_an_advantage(
+    sft_model, monkeypatch, lam, global_rewards, stream_rewards, dropped
+):
+    real = trainer.group_step
+
+    def scripted_rewards(model, tokenizer, story, config, clock, sample_seed):
+        rollouts, _, _ = real(model, tokenizer, story, config, clock, sample_seed)
+        labels = [r.labels for r in rollouts]
+        deep = [0.0] * len(rollouts)
+        return rollouts, token_advantages(labels, global_rewards, stream_rewards, deep, lam), global_rewards
+
+    monkeypatch.setattr(trainer, "group_step", scripted_rewards)
+    config = hrpo_config(sft_model, f"dropped-{lam}", 1, hrpo__lam=lam)
+    assert main(["train", "hrpo", "--config", config, "--no-progress"]) == 0
+    (record,) = [
+        json.loads(line) for line in (sft_model / f"dropped-{lam}" / "log.jsonl").read_text().splitlines()
+    ]
+    assert (record["groups"], record["dropped_groups"]) == (2, dropped)
+    assert (record["loss"] != 0.0) == (dropped == 0)
 
 
 def test_hrpo_killed_and_resumed_matches_an_uninterrupted_run(sft_model):

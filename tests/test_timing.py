@@ -15,11 +15,14 @@ from adasr_av.timing import (
     ReasonerSchedule,
     WallClock,
     answer_latency,
+    chunk_overflows,
     lag,
     load_cost_model,
+    overflow_by_chunk,
     speech_seconds,
     streaming_overflow,
 )
+from adasr_av.types import Event
 
 COST = CostModel("test", prefill_base_s=0.1, prefill_per_token_s=0.01, decode_per_token_s=0.1)
 
@@ -190,6 +193,32 @@ def test_streaming_overflow_hand_example():
     assert streaming_overflow([], []) == 0.0
     with pytest.raises(ValueError):  # one done time per available chunk
         streaming_overflow([2.0, 4.0], [1.6, 3.2, 4.8])
+
+
+def test_chunk_overflows_by_hand():
+    """Each chunk's share of the overflow; the last chunk has no next arrival and overflows nothing."""
+    t_avail = [1.6, 3.2, 4.8, 6.4]
+    t_done = [3.5, 4.0, 6.6, 100.0]
+    assert chunk_overflows(t_done, t_avail) == pytest.approx([0.3, 0.0, 0.2, 0.0])
+    assert sum(chunk_overflows(t_done, t_avail)) == streaming_overflow(t_done, t_avail)
+    assert chunk_overflows([], []) == []
+    with pytest.raises(ValueError):
+        chunk_overflows([2.0], [1.6, 3.2])
+
+
+def test_overflow_by_chunk_reads_a_runs_events():
+    """done_i is the end of chunk i's prefill and unit; an empty chunk got no work and is no arrival."""
+    events = [
+        Event("chunk", "a", 0, 5, 1.6, 1.6, 1.7),
+        Event("think", "x", 0, 9, 1.6, 1.7, 3.5),  # runs 0.3 s into chunk 2's arrival
+        Event("chunk", "", 1, 0, 2.0, 3.5, 3.5, {"empty": True}),
+        Event("chunk", "b", 2, 5, 3.2, 3.5, 3.6),
+        Event("skip", "", 2, 1, 3.2, 3.6, 3.7),
+        Event("chunk", "c", 3, 5, 4.8, 4.8, 4.9),
+        Event("think", "y", 3, 30, 4.8, 4.9, 9.0),  # the last chunk: nothing arrives after it
+        Event("deep", "d", None, 4, 4.8, 9.0, 9.2),
+    ]
+    assert overflow_by_chunk(events) == pytest.approx({0: 0.3, 2: 0.0, 3: 0.0})
 
 
 def test_whole_schedule_by_the_design_formula():

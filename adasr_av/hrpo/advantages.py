@@ -21,10 +21,13 @@ TokenPhase = Literal["env", "stream", "deep"]  # env tokens get no advantage
 
 
 def group_normalise(rewards: Sequence[float], eps: float = 1e-6) -> list[float]:
-    """(r - mean) / (std + eps) over one group; a group with equal rewards gives zeros."""
+    """(r - mean) / (std + eps) over one group; a group with equal rewards gives exact zeros (the
+    float error of its mean would otherwise rank equal rollouts by 1e-11)."""
     n = len(rewards)
     if n == 0:
         return []
+    if max(rewards) == min(rewards):
+        return [0.0] * n
     mean = sum(rewards) / n
     std = math.sqrt(sum((r - mean) ** 2 for r in rewards) / n)
     return [(r - mean) / (std + eps) for r in rewards]
@@ -93,3 +96,10 @@ def _normalise_units(
         for r, a in zip(rows, group_normalise([unit_rewards[r][u] for r in rows], eps), strict=True):
             out[r][u] = a
     return out
+
+
+def carries_signal(advantages: Sequence[Sequence[float]]) -> bool:
+    """Whether any token of a group has a non-zero advantage. A group where none has teaches nothing;
+    which rewards that takes depends on lam: only the global one for lam = 0 (GRPO), only the phase
+    ones for lam = 1, and any of them in between."""
+    return any(a != 0.0 for row in advantages for a in row)

@@ -3,7 +3,9 @@ clipped surrogate with separate low and high clip ranges, averaged over all mode
 
 Sequences are right-padded into one batch with an attention mask; every rollout's tokens sit at
 positions 0..n-1, the positions its own session gave them, so the recomputed log-probabilities are
-those the rollout was sampled from (up to float error). Environment tokens carry mask 0.
+those the rollout was sampled from (up to float error). Environment tokens carry mask 0. A position
+is scored for its target, the sequence's own next token except where the model sampled EOS inside a
+span and the runtime wrote the span's closing token in its place (`SampledRollout.model_targets`).
 """
 
 from __future__ import annotations
@@ -22,32 +24,47 @@ class PolicyBatch:
     attention_mask: torch.Tensor
     loss_mask: torch.Tensor  # 1 where the model wrote the predicted token
     advantages: torch.Tensor
+    targets: torch.Tensor  # the token each position is scored for (the model's choice)
 
 
 def policy_batch(
-    sequences: list[list[int]], masks: list[list[bool]], advantages: list[list[float]], pad_id: int
+    sequences: list[list[int]],
+    masks: list[list[bool]],
+    advantages: list[list[float]],
+    pad_id: int,
+    targets: list[list[int]] | None = None,
 ) -> PolicyBatch:
+    """`targets[b]` (default: the sequence itself) is what each position of sequence b is scored for."""
+    targets = sequences if targets is None else targets
     width = max(len(s) for s in sequences)
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    chosen = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     attention = torch.zeros((len(sequences), width), dtype=torch.long)
     loss_mask = torch.zeros((len(sequences), width), dtype=torch.float)
     adv = torch.zeros((len(sequences), width), dtype=torch.float)
-    for b, (seq, mask, a) in enumerate(zip(sequences, masks, advantages, strict=True)):
+    for b, (seq, mask, a, target) in enumerate(zip(sequences, masks, advantages, targets, strict=True)):
         n = len(seq)
         ids[b, :n] = torch.tensor(seq)
+        chosen[b, :n] = torch.tensor(target)
         attention[b, :n] = 1
         loss_mask[b, :n] = torch.tensor(mask, dtype=torch.float)
         adv[b, :n] = torch.tensor(a, dtype=torch.float)
-    return PolicyBatch(ids, attention, loss_mask[:, 1:], adv[:, 1:])
+    return PolicyBatch(ids, attention, loss_mask[:, 1:], adv[:, 1:], chosen[:, 1:])
 
 
 def token_logprobs(
-    model, input_ids: torch.Tensor, attention_mask: torch.Tensor, temperature: float = 1.0
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    temperature: float = 1.0,
+    targets: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """log p(token t+1 | tokens ..t) for every position: [B, T-1], at the sampling temperature, so
-    that the policy being optimised is the one the rollouts were drawn from."""
+    """log p(target t | tokens ..t) for every position: [B, T-1], at the sampling temperature, so
+    that the policy being optimised is the one the rollouts were drawn from. `targets` [B, T-1]
+    default to the next tokens, `input_ids[:, 1:]`."""
+    targets = input_ids[:, 1:] if targets is None else targets
     logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float() / temperature
-    return torch.log_softmax(logits, dim=-1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+    return torch.log_softmax(logits, dim=-1).gather(-1, targets[:, :, None]).squeeze(-1)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@ reward functions, so a user can add their own. `records` are the dataset records
 
 The time rewards are in stream seconds. They are gated on correctness so that a fast wrong rollout
 never outranks a correct one: a correct rollout's time reward lies in (-1, 0], shrinking with its
-cost `c` as `-c / (1 + c)`; a wrong rollout's is -1, the floor.
+cost `c` as `-c / (1 + c)`; a wrong rollout's is -1, the floor. The phase rewards and the per-unit
+reward follow the same rule, so no advantage of a fast wrong rollout beats a correct one's.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ class ScoredRollout:
     deep_valid: bool  # the deep span and the answer closed by the model, the answer boxed
     overflow_s: float  # streaming work that delayed the next chunk, stream seconds
     answer_latency_s: float
-    unit_overflow_s: dict[int, float] = field(default_factory=dict)  # per chunk index
+    unit_overflow_s: dict[int, float] = field(default_factory=dict)  # per chunk index (timing.py)
+    unit_valid: dict[int, bool] = field(default_factory=dict)  # per chunk index: closed by the model
     stream_tokens: int = 0  # written in units
     deep_tokens: int = 0  # written after the stream ended (deep reasoning and answer)
 
@@ -68,11 +70,16 @@ def _phase_reward(
     def reward(rollouts: Sequence[ScoredRollout], records: Sequence[dict]) -> list[float]:
         correct = accuracy_reward(rollouts, records)
         return [
-            (float(valid(r)) if valid else 0.0) + ok + (_gated(cost(r), bool(ok)) if cost else 0.0)
+            _credit(valid(r) if valid else None, ok, cost(r) if cost else None)
             for r, ok in zip(rollouts, correct, strict=True)
         ]
 
     return reward
+
+
+def _credit(valid: bool | None, correct: float, cost: float | None) -> float:
+    """Format point (None: not rewarded) + accuracy + gated time cost (None: not rewarded)."""
+    return float(bool(valid)) + correct + (_gated(cost, bool(correct)) if cost is not None else 0.0)
 
 
 def stream_reward(
@@ -97,10 +104,31 @@ def deep_reward(
 
 
 def unit_rewards(
-    rollouts: Sequence[ScoredRollout], alpha: float = 1.0, tau: float = 5.0
+    rollouts: Sequence[ScoredRollout],
+    records: Sequence[dict],
+    alpha: float = 1.0,
+    tau: float = 5.0,
+    with_format: bool = True,
+    with_time: bool = True,
 ) -> list[dict[int, float]]:
-    """Per-unit streaming reward for the per-unit granularity: minus the overflow each unit caused."""
-    return [{u: -alpha * o / tau for u, o in r.unit_overflow_s.items()} for r in rollouts]
+    """Per-unit streaming reward for the per-unit granularity, by chunk index: the stream reward's
+    parts for one unit: its own format (closed by the model itself), the accuracy credit, and its
+    own overflow's cost gated on correctness. The last unit overflows nothing (no next arrival)."""
+    correct = accuracy_reward(rollouts, records)
+    out = []
+    for r, ok in zip(rollouts, correct, strict=True):
+        units = sorted(r.unit_overflow_s.keys() | r.unit_valid.keys())
+        out.append(
+            {
+                u: _credit(
+                    r.unit_valid.get(u, r.stream_valid) if with_format else None,
+                    ok,
+                    alpha * r.unit_overflow_s.get(u, 0.0) / tau if with_time else None,
+                )
+                for u in units
+            }
+        )
+    return out
 
 
 def total(fns: Sequence[RewardFn], rollouts: Sequence[ScoredRollout], records: Sequence[dict]) -> list[float]:

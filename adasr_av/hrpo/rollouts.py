@@ -5,12 +5,16 @@ The environment injects every chunk at its arrival time on each rollout's own co
 overflow and answer latency are in stream seconds. Every token of a rollout's sequence gets a label:
 `env` for what the environment (or the runtime, closing a capped span) wrote, which the loss masks
 out, `stream` with its unit index for units, and `deep` for the deep reasoning and the answer.
+
+An EOS the model samples inside a span is not kept: the runtime writes the span's closing token in
+its place, and that is what the later tokens saw. The choice was the model's, so that position is
+labelled with its phase and scored for the EOS (`model_targets`): the format penalty it earned
+reaches the token that earned it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from itertools import pairwise
+from dataclasses import dataclass, field
 
 from adasr_av.data.dataset import StreamedStory
 from adasr_av.evaluation import RUNTIME_CLOSED, StoryResult, story_result
@@ -18,6 +22,7 @@ from adasr_av.hrpo.advantages import TokenLabels, TokenPhase
 from adasr_av.hrpo.rewards import ScoredRollout
 from adasr_av.reasoner.protocol import ProtocolIds
 from adasr_av.reasoner.session import Rollout, Segment, StreamingReasoner, reason_over_stream
+from adasr_av.timing import overflow_by_chunk
 from adasr_av.types import Event
 
 
@@ -31,6 +36,7 @@ class SampledRollout:
     result: StoryResult
     events: list[Event]
     segments: tuple[Segment, ...] = (Segment(0),)
+    sampled: dict[int, int] = field(default_factory=dict)  # position -> the EOS the runtime replaced
 
     def model_views(self, advantages: list[float]) -> list[tuple[list[int], list[bool], list[float]]]:
         """(ids, loss mask, advantages) of each sequence the model saw while writing this rollout:
@@ -51,16 +57,29 @@ class SampledRollout:
             )
         return views
 
+    def model_targets(self) -> list[list[int]]:
+        """The token each position of each of `model_views` is scored for: the view's own, except
+        where the model sampled EOS and the runtime wrote the span's closing token in its place."""
+        ends = [s.start for s in self.segments[1:]] + [len(self.tokens)]
+        return [
+            [*segment.prefix, *(self.sampled.get(i, self.tokens[i]) for i in range(segment.start, end))]
+            for segment, end in zip(self.segments, ends, strict=True)
+        ]
+
 
 def sample_group(reasoner: StreamingReasoner, story: StreamedStory) -> list[SampledRollout]:
     """Run the story through `reasoner`'s group of rollouts (sampling set in its options)."""
     for _ in reason_over_stream(reasoner, story.chunks, story.question, story.answer, story.t_stream_end):
         pass
-    return [sampled_rollout(row, reasoner.ids, story) for row in reasoner.rollouts]
+    eos = reasoner.tokenizer.eos_token_id
+    return [sampled_rollout(row, reasoner.ids, story, eos) for row in reasoner.rollouts]
 
 
-def sampled_rollout(row: Rollout, ids: ProtocolIds, story: StreamedStory) -> SampledRollout:
+def sampled_rollout(
+    row: Rollout, ids: ProtocolIds, story: StreamedStory, eos_id: int | None = None
+) -> SampledRollout:
     result = story_result(story.id, row.events, story.informative)
+    sampled = {position: eos_id for position in eos_replaced(row)} if eos_id is not None else {}
     return SampledRollout(
         list(row.sequence),
         token_labels(row, ids),
@@ -68,18 +87,33 @@ def sampled_rollout(row: Rollout, ids: ProtocolIds, story: StreamedStory) -> Sam
         result,
         row.events,
         tuple(row.segments),
+        sampled,
     )
 
 
+def eos_replaced(row: Rollout) -> set[int]:
+    """Positions of the closing tokens the runtime wrote where the model had sampled EOS (the span's
+    event says `eos`); a span closed at its token cap was not the model's choice and is not here."""
+    ended = {e.chunk_index for e in row.events if e.type in ("think", "skip") and e.info.get("eos")}
+    phases = {e.type for e in row.events if e.type in ("deep", "answer") and e.info.get("eos")}
+    return {
+        span.start
+        for span in row.spans
+        if span.role == "runtime" and (span.unit in ended if span.phase == "stream" else span.phase in phases)
+    }
+
+
 def token_labels(row: Rollout, ids: ProtocolIds) -> TokenLabels:
-    """Per-token phase, unit and boundary flags of one rollout's sequence."""
+    """Per-token phase, unit and boundary flags of one rollout's sequence; a closing token the
+    runtime wrote in place of a sampled EOS is the model's (the EOS is what it is scored for)."""
     boundaries = {ids.think_end, ids.skip, ids.reason_end, ids.answer_end}
+    replaced = eos_replaced(row)
     phase: list[TokenPhase] = []
     unit: list[int | None] = []
     boundary: list[bool] = []
     for span in row.spans:
         n = span.end - span.start
-        if span.role != "model":
+        if span.role != "model" and span.start not in replaced:
             kind: TokenPhase = "env"
         else:
             kind = "stream" if span.phase == "stream" else "deep"
@@ -95,26 +129,17 @@ def scored_rollout(events: list[Event], result: StoryResult) -> ScoredRollout:
     def closed_by_model(e: Event) -> bool:
         return not any(e.info.get(flag) for flag in RUNTIME_CLOSED) and "malformed" not in e.info
 
-    units = [e for e in events if e.type in ("think", "skip")]
+    units = {e.chunk_index: closed_by_model(e) for e in events if e.type in ("think", "skip")}
     final = [e for e in events if e.type in ("deep", "answer")]
     return ScoredRollout(
         answer=result.answer,
         violations=result.violations,
-        stream_valid=all(closed_by_model(e) for e in units),
+        stream_valid=all(units.values()),
         deep_valid=all(closed_by_model(e) for e in final) and result.answer is not None,
         overflow_s=result.overflow_s,
         answer_latency_s=result.answer_latency_s,
-        unit_overflow_s=unit_overflow(events),
+        unit_overflow_s=overflow_by_chunk(events),
+        unit_valid=units,
         stream_tokens=result.stream_tokens,
         deep_tokens=result.deep_tokens,
     )
-
-
-def unit_overflow(events: list[Event]) -> dict[int, float]:
-    """Per chunk index: how far its streaming work (prefill and unit) ran past the next arrival."""
-    done: dict[int, float] = {}
-    for e in events:
-        if e.type in ("chunk", "think", "skip") and e.chunk_index is not None:
-            done[e.chunk_index] = max(done.get(e.chunk_index, 0.0), e.t_done)
-    arrivals = [(e.chunk_index, e.t_avail) for e in events if e.type == "chunk" and e.tokens]
-    return {i: max(0.0, done[i] - nxt) for (i, _), (_, nxt) in pairwise(arrivals)}

@@ -20,7 +20,7 @@ import torch
 from adasr_av.data.dataset import StreamedStory, read_dataset
 from adasr_av.errors import AdasrError
 from adasr_av.evaluation import summarise
-from adasr_av.hrpo.advantages import Granularity, token_advantages
+from adasr_av.hrpo.advantages import Granularity, carries_signal, token_advantages
 from adasr_av.hrpo.loss import clipped_surrogate, policy_batch, token_logprobs
 from adasr_av.hrpo.rewards import (
     RewardFn,
@@ -63,7 +63,7 @@ class ObjectiveConfig:
     eps_low: float = 0.2
     eps_high: float = 0.28
     kl_coef: float = 0.0  # KL to the reference (the base with adapters off, under LoRA)
-    drop_zero_variance: bool = True  # groups whose rollouts all got the same reward teach nothing
+    drop_zero_variance: bool = True  # groups where no token got an advantage teach nothing
     updates_per_batch: int = 1  # optimizer steps on each batch of rollouts (>1 makes clipping bite)
 
 
@@ -197,7 +197,11 @@ def group_step(
     with_format, with_time = "format" in o.rewards, "time" in o.rewards
     stream = stream_reward(o.alpha, o.tau, with_format, with_time)(scored, records)
     deep = deep_reward(o.beta, o.tau, with_format, with_time)(scored, records)
-    units = unit_rewards(scored, o.alpha, o.tau) if o.granularity == "unit" else None
+    units = (
+        unit_rewards(scored, records, o.alpha, o.tau, with_format, with_time)
+        if o.granularity == "unit"
+        else None
+    )
     labels = [x.labels for x in rollouts]
     advantages = token_advantages(labels, global_rewards, stream, deep, o.lam, o.granularity, units)
     return rollouts, advantages, global_rewards
@@ -247,7 +251,7 @@ def train_hrpo(config: HRPOConfig, progress: bool = True) -> Path:
     while step < t.max_steps:
         indices = prompt_order(len(stories), t.seed, step, t.prompts_per_step)
         policy = accelerator.unwrap_model(model).eval()
-        groups, dropped = [], 0
+        groups = []
         for k, index in enumerate(indices):
             if k % world != rank:
                 continue
@@ -255,9 +259,8 @@ def train_hrpo(config: HRPOConfig, progress: bool = True) -> Path:
                 policy, tokenizer, stories[index], config, clock, sample_seed=_sampling_seed(t.seed, step, k)
             )
             groups.append((rollouts, advantages, rewards))
-            dropped += o.drop_zero_variance and max(rewards) == min(rewards)
-        policy.train()
-        kept = [g for g in groups if not (o.drop_zero_variance and max(g[2]) == min(g[2]))]
+        kept = [g for g in groups if carries_signal(g[1]) or not o.drop_zero_variance]
+        dropped = len(groups) - len(kept)
         stats = _update(model, optimizer, accelerator, kept, pad, o, t, reference, config.rollout.temperature)
         step += 1
         bar.update(1)
@@ -304,22 +307,31 @@ def _update(
     reference,
     temperature: float,
 ):
-    """`updates_per_batch` clipped policy-gradient steps on this step's rollouts."""
+    """`updates_per_batch` clipped policy-gradient steps on this step's rollouts.
+
+    The policy is the one the rollouts were sampled from: the model in eval mode, dropout off (GPT-2
+    configs, `lora_dropout`). old_logp, the reference and the differentiated log-probs all use it,
+    so the first pass's ratio is exactly 1 and the clip range bites on policy change, not on noise.
+    """
+    model.eval()  # no dropout; gradients still flow
     views = [
-        v for rollouts, adv, _ in groups for r, a in zip(rollouts, adv, strict=True) for v in r.model_views(a)
+        (*v, target)
+        for rollouts, adv, _ in groups
+        for r, a in zip(rollouts, adv, strict=True)
+        for v, target in zip(r.model_views(a), r.model_targets(), strict=True)
     ]
     if not views:
         return {"loss": 0.0, "clip_fraction": 0.0, "kl": 0.0, "tokens": 0}
-    sequences, masks, advantages = (list(column) for column in zip(*views, strict=True))
+    sequences, masks, advantages, targets = (list(column) for column in zip(*views, strict=True))
     batches = []
     for start in range(0, len(sequences), t.micro_batch):
         end = start + t.micro_batch
-        batch = policy_batch(sequences[start:end], masks[start:end], advantages[start:end], pad)
+        batch = policy_batch(
+            sequences[start:end], masks[start:end], advantages[start:end], pad, targets[start:end]
+        )
         batch = {k: v.to(accelerator.device) for k, v in vars(batch).items()}
         with torch.no_grad():
-            batch["old_logp"] = token_logprobs(
-                model, batch["input_ids"], batch["attention_mask"], temperature
-            )
+            batch["old_logp"] = _logprobs(model, batch, temperature)
             if reference is not None or (o.kl_coef and hasattr(model, "disable_adapter")):
                 batch["ref_logp"] = _reference_logprobs(
                     accelerator.unwrap_model(model), reference, batch, temperature
@@ -329,7 +341,7 @@ def _update(
     totals = {"loss": 0.0, "clip_fraction": 0.0, "kl": 0.0, "tokens": n_tokens}
     for _ in range(o.updates_per_batch):
         for batch in batches:
-            logp = token_logprobs(model, batch["input_ids"], batch["attention_mask"], temperature)
+            logp = _logprobs(model, batch, temperature)
             loss, stats = clipped_surrogate(
                 logp, batch["old_logp"], batch["advantages"], batch["loss_mask"], o.eps_low, o.eps_high,
                 batch.get("ref_logp"), o.kl_coef, n_tokens,
@@ -345,12 +357,16 @@ def _update(
     return totals
 
 
+def _logprobs(model, batch: dict, temperature: float) -> torch.Tensor:
+    return token_logprobs(model, batch["input_ids"], batch["attention_mask"], temperature, batch["targets"])
+
+
 @torch.no_grad()
 def _reference_logprobs(model, reference, batch, temperature: float) -> torch.Tensor:
     if reference is not None:
-        return token_logprobs(reference, batch["input_ids"], batch["attention_mask"], temperature)
+        return _logprobs(reference.eval(), batch, temperature)
     with model.disable_adapter():  # LoRA: the base model is the reference
-        return token_logprobs(model, batch["input_ids"], batch["attention_mask"], temperature)
+        return _logprobs(model, batch, temperature)
 
 
 def _log_record(step: int, groups, dropped: int, stats: dict, clock, elapsed: float) -> dict:

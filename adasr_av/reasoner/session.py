@@ -50,7 +50,7 @@ from adasr_av.timing import (
     ReasonerSchedule,
     answer_latency,
     lag,
-    streaming_overflow,
+    overflow_by_chunk,
 )
 from adasr_av.types import Event, EventType, TextChunk
 
@@ -581,7 +581,7 @@ class StreamingReasoner:
             "skips": sum(e.type == "skip" for e in units),
             "answer_latency_s": round(answer_latency(t_answer, t_end), 4),
             "max_lag_s": round(max((lag(e.t_begin, e.t_avail) for e in chunks), default=0.0), 4),
-            "overflow_s": round(self._overflow(row, chunks), 4),
+            "overflow_s": round(sum(overflow_by_chunk(row.events).values()), 4),
             "clock": self.clock.name,
             "cost_profile": getattr(getattr(self.clock, "cost", None), "name", None),
             "mode": self.mode,
@@ -595,12 +595,6 @@ class StreamingReasoner:
             info["reference"] = self.reference
             info["correct"] = answers_match(answer, self.reference)
         row.emit("summary", answer or "", None, len(row.sequence), t_end, t_end, t_answer, **info)
-
-    @staticmethod
-    def _overflow(row: Rollout, chunks: list[Event]) -> float:
-        """Streaming work (prefill plus unit) on chunk i that ran past the arrival of chunk i+1."""
-        done_by_chunk = {e.chunk_index: e.t_done for e in row.events if e.type in ("chunk", "think", "skip")}
-        return streaming_overflow([done_by_chunk[c.chunk_index] for c in chunks], [c.t_avail for c in chunks])
 
     # --- helpers ----------------------------------------------------------------------------
 
