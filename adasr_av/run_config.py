@@ -201,6 +201,11 @@ class ReasonerSection:
         "most skipped chunks the context may hold before it compacts; 0: no limit "
         "(default: what the model declares, 6 for the bundled models, else no limit)",
     )
+    chat_template: bool = option(
+        False,
+        "wrap the question in the tokenizer's chat template (instruct models; must match how the "
+        "model was trained; base models: off)",
+    )
 
     def __post_init__(self):
         self.options()  # ReasonerOptions and SamplingOptions check their fields
@@ -222,7 +227,7 @@ class ReasonerSection:
             "keep_thoughts": self.keep_thoughts,
             "skip_window": self.skip_window,
         }
-        return ReasonerOptions(sampling, *caps, **context)
+        return ReasonerOptions(sampling, *caps, chat_template=self.chat_template, **context)
 
     def clock_(self):
         from adasr_av.timing import CostModelClock, WallClock, load_cost_model

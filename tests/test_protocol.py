@@ -376,8 +376,9 @@ def test_add_protocol_tokens_adds_all_seven_and_resizes_the_model():
 
     assert added == list(PROTOCOL_TOKENS)
     assert len(tokenizer) == size + 7
-    assert model.get_input_embeddings().num_embeddings == size + 7
-    assert model.get_output_embeddings().weight.shape[0] == size + 7
+    rows = -(-(size + 7) // 64) * 64  # padded to a multiple of 64
+    assert model.get_input_embeddings().num_embeddings == rows
+    assert model.get_output_embeddings().weight.shape[0] == rows
     ids = []
     for token in PROTOCOL_TOKENS:
         encoded = tokenizer.encode(token, add_special_tokens=False)
@@ -392,6 +393,42 @@ def test_add_protocol_tokens_adds_all_seven_and_resizes_the_model():
         warnings.simplefilter("error")
         assert add_protocol_tokens(tokenizer, model) == []
     assert len(tokenizer) == size + 7
+
+
+def _tiny_model(vocab_size: int, tied: bool):
+    import torch
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    torch.manual_seed(0)
+    config = Qwen3Config(
+        vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=16, tie_word_embeddings=tied,
+    )  # fmt: skip
+    return Qwen3ForCausalLM(config).eval()
+
+
+@pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
+@pytest.mark.parametrize("spare", [40, 0], ids=["spare-rows", "resized"])
+def test_added_protocol_tokens_start_at_the_mean_embedding(tied, spare):
+    """Like Qwen3 (151,936 rows for 151,669 tokens): spare rows mean no resize, and the added tokens
+    must still get initialised rows, not whatever untrained values the spare rows hold."""
+    import torch
+
+    tokenizer = _bare_tokenizer()
+    known = len(tokenizer)
+    model = _tiny_model(known + spare, tied)
+    before = model.get_input_embeddings().weight.detach().clone()
+    with pytest.warns(UserWarning, match="lacks the protocol tokens"):
+        add_protocol_tokens(tokenizer, model)
+    rows = model.get_input_embeddings().num_embeddings
+    assert rows == (known + spare if spare >= 7 else -(-(known + 7) // 64) * 64)
+    ids = list(ProtocolIds.of(tokenizer).all)
+    matrices = [model.get_input_embeddings().weight, model.get_output_embeddings().weight]
+    for weight in matrices:
+        mean = weight[:known].mean(dim=0)
+        assert torch.allclose(weight[ids], mean.expand(len(ids), -1), atol=1e-6)
+    # The existing tokens' rows are untouched.
+    assert torch.equal(model.get_input_embeddings().weight[:known], before[:known])
 
 
 def test_add_protocol_tokens_adds_only_the_missing_ones():

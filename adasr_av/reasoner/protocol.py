@@ -19,6 +19,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
+from adasr_av.errors import AdasrError
 from adasr_av.reasoner.answer import extract_boxed
 from adasr_av.reasoner.normalize import normalize_text
 
@@ -43,25 +44,61 @@ MODES: tuple[Mode, ...] = ("streaming", "read-then-think")
 # --- tokenizer and model -------------------------------------------------------------------------
 
 
-def add_protocol_tokens(tokenizer, model=None) -> list[str]:
-    """Add the protocol tokens the tokenizer lacks (warning if any) and resize `model` to match.
+# Embedding rows a resize adds come in multiples of this (tensor-core friendly shapes).
+EMBEDDING_ROWS_MULTIPLE = 64
 
-    Returns the tokens that were added. Safe to call on a tokenizer that already has them.
+
+def add_protocol_tokens(tokenizer, model=None) -> list[str]:
+    """Add the protocol tokens the tokenizer lacks (warning if any) and give `model` their rows.
+
+    The model's embedding matrix grows (to a multiple of EMBEDDING_ROWS_MULTIPLE) only when it has
+    no spare rows; either way each added token's input and output rows start at the mean of the
+    tokenizer's existing tokens' rows, never at a spare row's untrained values (Qwen3's matrix has
+    151,936 rows for 151,669 tokens). Returns the tokens that were added. Safe to call on a
+    tokenizer that already has them.
     """
     vocab = tokenizer.get_vocab()
     missing = [tok for tok in PROTOCOL_TOKENS if tok not in vocab]
+    known = len(tokenizer)
     if missing:
         warnings.warn(
             f"tokenizer lacks the protocol tokens {', '.join(missing)}; adding them "
-            "(their embeddings start untrained)",
+            "(their embeddings start at the mean of the others, untrained)",
             stacklevel=2,
         )
         tokenizer.add_special_tokens(
             {"additional_special_tokens": missing}, replace_extra_special_tokens=False
         )
-    if model is not None and model.get_input_embeddings().num_embeddings < len(tokenizer):
-        model.resize_token_embeddings(len(tokenizer))
+    if model is None:
+        return missing
+    if model.get_input_embeddings().num_embeddings < len(tokenizer):
+        model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=EMBEDDING_ROWS_MULTIPLE)
+    if missing:
+        _init_rows(model, known, tokenizer.convert_tokens_to_ids(missing))
     return missing
+
+
+def _init_rows(model, known: int, rows: list[int]) -> None:
+    """Set `rows` of the input and output embeddings to the mean of their first `known` rows."""
+    import torch
+
+    matrices = [model.get_input_embeddings().weight]
+    output = model.get_output_embeddings()
+    if output is not None and output.weight is not matrices[0]:  # untied head
+        matrices.append(output.weight)
+    with torch.no_grad():
+        for weight in matrices:
+            weight[rows] = weight[:known].float().mean(dim=0).to(weight.dtype)
+
+
+def eos_ids(model, tokenizer) -> frozenset[int]:
+    """Every id that ends generation: the tokenizer's EOS and the model's `generation_config` EOS
+    (one id or a list: Llama-3 instruct ends a turn with <|eot_id|>, not the tokenizer's EOS)."""
+    ids = {tokenizer.eos_token_id}
+    config = getattr(model, "generation_config", None)
+    declared = getattr(config, "eos_token_id", None)
+    ids |= set(declared) if isinstance(declared, (list, tuple)) else {declared}
+    return frozenset(i for i in ids if i is not None)
 
 
 @dataclass(frozen=True)
@@ -103,6 +140,35 @@ def environment_text(text: str) -> str:
 def question_span(question: str, instruction: str = DEFAULT_INSTRUCTION) -> str:
     """Environment span that opens every stream; the question may be empty."""
     return f"{instruction}{environment_text(question)}{QUESTION_END}"
+
+
+def prompt_ids(
+    tokenizer, question: str, instruction: str = DEFAULT_INSTRUCTION, chat_template: bool = False
+) -> list[int]:
+    """The ids that open every sequence, gold or live: the one place that builds them.
+
+    The question span, with the tokenizer's BOS in front when its `encode` adds one (Llama's do,
+    Qwen's have none). With `chat_template` (for instruct models) the instruction and question are
+    the user's turn in the tokenizer's chat template, followed by the assistant's generation prompt
+    (thinking off where the template has the switch) and then <|question_end|>.
+    """
+    text = question_span(question, instruction)
+    if chat_template:
+        text = _chat_prompt(tokenizer, text.removesuffix(QUESTION_END)) + QUESTION_END
+    ids = encode_span(tokenizer, text)
+    bos = tokenizer.bos_token_id
+    if bos is not None and tokenizer.encode("a")[:1] == [bos] and ids[:1] != [bos]:
+        ids = [bos, *ids]
+    return ids
+
+
+def _chat_prompt(tokenizer, user: str) -> str:
+    if not getattr(tokenizer, "chat_template", None):
+        raise AdasrError("--chat-template: the tokenizer has no chat template (a base model?)")
+    messages = [{"role": "user", "content": user}]
+    return tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True, enable_thinking=False
+    )
 
 
 # How a chunk says where it came from: what was heard (ASR, or a text stream, which stands in for

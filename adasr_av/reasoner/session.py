@@ -38,8 +38,9 @@ from adasr_av.reasoner.protocol import (
     ProtocolIds,
     chunk_span,
     encode_span,
+    eos_ids,
     parse_stream,
-    question_span,
+    prompt_ids,
     stream_end_span,
 )
 from adasr_av.reasoner.sampling import SamplingOptions, TokenSampler
@@ -79,6 +80,7 @@ class ReasonerOptions:
     max_answer_tokens: int = 32
     max_total_tokens: int = 4096
     instruction: str = DEFAULT_INSTRUCTION
+    chat_template: bool = False  # wrap the question span in the tokenizer's chat template
     lag_hint: bool = False  # append each chunk's current lag to its span (HRPO option)
     context_tokens: int | None = None
     retain: float = 0.5
@@ -224,7 +226,7 @@ class StreamingReasoner:
         self.group_size = group_size
         self.ids = ProtocolIds.of(tokenizer)
         self.device = next(model.parameters()).device
-        self.eos_ids = {tokenizer.eos_token_id} - {None}
+        self.eos_ids = eos_ids(model, tokenizer)
         self.pad_id = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
         self.max_positions = getattr(model.config, "max_position_embeddings", None) or getattr(
             model.config, "n_positions", None
@@ -248,9 +250,7 @@ class StreamingReasoner:
         self._fresh = False  # whether _logits reflect every token written so far
         self._mask: torch.Tensor | None = None  # [G, cache length], once a row has a hole
         self._positions = torch.zeros(self.group_size, dtype=torch.long, device=self.device)
-        prompt = self._span_ids(question_span(question, self.options.instruction))
-        if self._tokenizer_adds_bos():
-            prompt = [self.tokenizer.bos_token_id, *prompt]
+        prompt = prompt_ids(self.tokenizer, question, self.options.instruction, self.options.chat_template)
         self._check_budget(len(prompt))
         self._started = True
         wall = self._prefill([prompt] * self.group_size, "prompt")
@@ -626,10 +626,6 @@ class StreamingReasoner:
                 f"the model ignored its KV cache: {cached} tokens cached after {expected} fed "
                 f"(transformers {transformers.__version__} takes it as `{self.cache_argument}`?)"
             )
-
-    def _tokenizer_adds_bos(self) -> bool:
-        bos = self.tokenizer.bos_token_id
-        return bos is not None and self.tokenizer.encode("a")[:1] == [bos]
 
     def _require_started(self) -> None:
         if not self._started:

@@ -15,7 +15,7 @@ import torch
 from adasr_av.data.dataset import StreamedStory
 from adasr_av.data.streamed import join_chunks, join_thoughts
 from adasr_av.data.teacher import Style, gold_spans
-from adasr_av.reasoner.protocol import Mode, encode_span
+from adasr_av.reasoner.protocol import Mode, encode_span, prompt_ids
 
 IGNORE = -100
 
@@ -29,9 +29,15 @@ class Example:
         return len(self.input_ids)
 
 
-def encode_story(tokenizer, story: StreamedStory, style: Style, mode: Mode = "streaming") -> Example:
-    ids, labels = [], []
-    for role, text in gold_spans(story, style, mode):
+def encode_story(
+    tokenizer, story: StreamedStory, style: Style, mode: Mode = "streaming", chat_template: bool = False
+) -> Example:
+    """The gold sequence of `story`; its prompt comes from `prompt_ids`, as the session's does, so
+    BOS and the chat template (`chat_template`, as the session's option) are the same in both."""
+    spans = gold_spans(story, style, mode)[1:]  # the first is the question span: prompt_ids builds it
+    ids = prompt_ids(tokenizer, story.question, chat_template=chat_template)
+    labels = [IGNORE] * len(ids)
+    for role, text in spans:
         span = encode_span(tokenizer, text)
         ids += span
         labels += span if role == "model" else [IGNORE] * len(span)
