@@ -4,12 +4,17 @@ model-written token its hierarchical advantage, and take clipped policy-gradient
 One step takes `prompts_per_step` stories in a fixed order (a pure function of seed and epoch) and
 samples each with seeds derived from (seed, step, story), so a run killed and resumed from its last
 checkpoint continues exactly as if it had never stopped. lambda = 0 is GRPO.
+
+Under several processes each rank samples its share of the step's stories (the same number on
+each) and drops its own groups that carry no signal, then every rank runs the same number of
+micro-batches, padded with ones that weigh nothing, so DDP's collectives pair up whatever was
+dropped; the loss is normalised by the tokens of all ranks and the log counts every rank's groups.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-import json
 import random
 import time
 from dataclasses import dataclass, field
@@ -35,7 +40,15 @@ from adasr_av.hrpo.rollouts import SampledRollout, sample_group
 from adasr_av.reasoner.sampling import SamplingOptions
 from adasr_av.reasoner.session import ReasonerOptions, StreamingReasoner
 from adasr_av.timing import CostModelClock, load_cost_model
-from adasr_av.training.run_folder import finish_run, resume, save_checkpoint, start_run
+from adasr_av.training.run_folder import (
+    check_world,
+    decided_once,
+    finish_run,
+    log_line,
+    resume,
+    save_checkpoint,
+    start_run,
+)
 from adasr_av.training.sft import ModelConfig, adamw, with_lora
 
 BUILTIN_REWARDS = ("format", "accuracy", "time")
@@ -225,10 +238,16 @@ def train_hrpo(config: HRPOConfig, progress: bool = True) -> Path:
     stories = load_prompts(config.data.train, config.data.max_stories)
     reward_functions(o)  # unknown reward names fail before the model loads
     clock = CostModelClock(load_cost_model(config.rollout.cost_profile))
-    start_run(output, config)
 
     accelerator = Accelerator()
+    check_world(accelerator)
     _refuse_sharded_parameters(accelerator)
+    if t.prompts_per_step % accelerator.num_processes:
+        raise AdasrError(
+            f"config: key 'train.prompts_per_step' ({t.prompts_per_step}) must be divisible by the "
+            f"number of processes ({accelerator.num_processes}): each samples the same share of a step"
+        )
+    start_run(output, config, accelerator)
     set_seed(t.seed)
     m = config.model
     model, tokenizer = load_reasoner_model(m.init, device=str(accelerator.device), dtype=m.dtype)
@@ -264,12 +283,11 @@ def train_hrpo(config: HRPOConfig, progress: bool = True) -> Path:
         stats = _update(model, optimizer, accelerator, kept, pad, o, t, reference, config.rollout.temperature)
         step += 1
         bar.update(1)
-        record = _log_record(step, groups, dropped, stats, clock, time.time() - started)
+        everyone, dropped = _all_ranks(accelerator, groups, dropped)
+        record = _log_record(step, everyone, dropped, stats, clock, time.time() - started)
         bar.set_postfix(reward=f"{record['reward']:.2f}", acc=f"{record['accuracy']:.2f}")
-        if accelerator.is_main_process:
-            with log_path.open("a") as log:
-                log.write(json.dumps(record) + "\n")
-        out_of_time = t.max_minutes and time.time() - started > t.max_minutes * 60
+        log_line(accelerator, log_path, record)
+        out_of_time = decided_once(accelerator, t.max_minutes and time.time() - started > t.max_minutes * 60)
         if step % t.save_every == 0 or out_of_time or step == t.max_steps:
             save_checkpoint(accelerator, output, step)
         if out_of_time:
@@ -290,6 +308,17 @@ def _refuse_sharded_parameters(accelerator) -> None:
             "HRPO rollouts need the whole model on each process: use DDP or DeepSpeed ZeRO-2 "
             "(training/qwen3/accelerate/), not FSDP or ZeRO-3"
         )
+
+
+def _all_ranks(accelerator, groups, dropped: int) -> tuple[list, int]:
+    """Every rank's groups as the log reads them, (results, rewards) each, and their dropped count."""
+    mine = [([r.result for r in rollouts], rewards) for rollouts, _, rewards in groups]
+    if accelerator.num_processes == 1:
+        return mine, dropped
+    from accelerate.utils import gather_object
+
+    total = accelerator.reduce(torch.tensor([dropped], device=accelerator.device), "sum")
+    return gather_object(mine), int(total.item())
 
 
 def _sampling_seed(seed: int, step: int, k: int) -> int:
@@ -314,47 +343,65 @@ def _update(
     so the first pass's ratio is exactly 1 and the clip range bites on policy change, not on noise.
     """
     model.eval()  # no dropout; gradients still flow
+    policy = accelerator.unwrap_model(model)  # DDP's wrapper hides the LoRA adapter switch
+    with_reference = reference is not None or (o.kl_coef and hasattr(policy, "disable_adapter"))
+    batches = [_micro_batch(rows, pad, accelerator.device) for rows in _micro_rows(groups, t.micro_batch)]
+    mine = torch.tensor([[len(batches), sum(int(b["loss_mask"].sum()) for b in batches)]])
+    counts = accelerator.gather(mine.to(accelerator.device))  # [ranks, (micro-batches, tokens)]
+    n_batches, n_tokens = int(counts[:, 0].max()), int(counts[:, 1].sum())
+    if n_tokens == 0:  # no rank has a token to learn from: no rank steps
+        return {"loss": 0.0, "clip_fraction": 0.0, "kl": 0.0, "tokens": 0}
+    while len(batches) < n_batches:  # weigh nothing, but pair up with the other ranks' collectives
+        batches.append(
+            _micro_batch([([pad, pad], [False, False], [0.0, 0.0], [pad, pad])], pad, accelerator.device)
+        )
+    for batch in batches:
+        with torch.no_grad():
+            batch["old_logp"] = _logprobs(model, batch, temperature)
+            if with_reference:
+                batch["ref_logp"] = _reference_logprobs(policy, reference, batch, temperature)
+    # DDP averages the ranks' gradients: dividing each rank's token sum by n_tokens / ranks makes
+    # the update the mean over every rank's tokens
+    per_rank = n_tokens / accelerator.num_processes
+    sums = torch.zeros(3, dtype=torch.float64)  # loss, clipped tokens, KL over tokens; this rank's
+    for _ in range(o.updates_per_batch):
+        for i, batch in enumerate(batches):
+            last = i == len(batches) - 1
+            with contextlib.nullcontext() if last else accelerator.no_sync(model):
+                logp = _logprobs(model, batch, temperature)
+                loss, stats = clipped_surrogate(
+                    logp, batch["old_logp"], batch["advantages"], batch["loss_mask"], o.eps_low,
+                    o.eps_high, batch.get("ref_logp"), o.kl_coef, per_rank,
+                )  # fmt: skip
+                accelerator.backward(loss)
+            sums += torch.tensor([loss.item(), stats.clip_fraction * stats.tokens, stats.kl * stats.tokens])
+        accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad()
+    total = accelerator.reduce(sums.to(accelerator.device, torch.float32), "sum") / o.updates_per_batch
+    return {
+        "loss": float(total[0]) / accelerator.num_processes,
+        "clip_fraction": float(total[1]) / n_tokens,
+        "kl": float(total[2]) / n_tokens,
+        "tokens": n_tokens,
+    }
+
+
+def _micro_rows(groups, size: int) -> list[list[tuple]]:
+    """The rollouts' model views (sequence, mask, advantages, targets), `size` to a micro-batch."""
     views = [
         (*v, target)
         for rollouts, adv, _ in groups
         for r, a in zip(rollouts, adv, strict=True)
         for v, target in zip(r.model_views(a), r.model_targets(), strict=True)
     ]
-    if not views:
-        return {"loss": 0.0, "clip_fraction": 0.0, "kl": 0.0, "tokens": 0}
-    sequences, masks, advantages, targets = (list(column) for column in zip(*views, strict=True))
-    batches = []
-    for start in range(0, len(sequences), t.micro_batch):
-        end = start + t.micro_batch
-        batch = policy_batch(
-            sequences[start:end], masks[start:end], advantages[start:end], pad, targets[start:end]
-        )
-        batch = {k: v.to(accelerator.device) for k, v in vars(batch).items()}
-        with torch.no_grad():
-            batch["old_logp"] = _logprobs(model, batch, temperature)
-            if reference is not None or (o.kl_coef and hasattr(model, "disable_adapter")):
-                batch["ref_logp"] = _reference_logprobs(
-                    accelerator.unwrap_model(model), reference, batch, temperature
-                )
-        batches.append(batch)
-    n_tokens = int(sum(b["loss_mask"].sum() for b in batches))
-    totals = {"loss": 0.0, "clip_fraction": 0.0, "kl": 0.0, "tokens": n_tokens}
-    for _ in range(o.updates_per_batch):
-        for batch in batches:
-            logp = _logprobs(model, batch, temperature)
-            loss, stats = clipped_surrogate(
-                logp, batch["old_logp"], batch["advantages"], batch["loss_mask"], o.eps_low, o.eps_high,
-                batch.get("ref_logp"), o.kl_coef, n_tokens,
-            )  # fmt: skip
-            accelerator.backward(loss)
-            share = stats.tokens / max(n_tokens, 1) / o.updates_per_batch
-            totals["loss"] += loss.item() / o.updates_per_batch
-            totals["clip_fraction"] += stats.clip_fraction * share
-            totals["kl"] += stats.kl * share
-        accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad()
-    return totals
+    return [views[start : start + size] for start in range(0, len(views), size)]
+
+
+def _micro_batch(rows: list[tuple], pad: int, device) -> dict:
+    sequences, masks, advantages, targets = (list(column) for column in zip(*rows, strict=True))
+    batch = policy_batch(sequences, masks, advantages, pad, targets)
+    return {k: v.to(device) for k, v in vars(batch).items()}
 
 
 def _logprobs(model, batch: dict, temperature: float) -> torch.Tensor:
@@ -370,8 +417,9 @@ def _reference_logprobs(model, reference, batch, temperature: float) -> torch.Te
 
 
 def _log_record(step: int, groups, dropped: int, stats: dict, clock, elapsed: float) -> dict:
-    results = [r.result for rollouts, _, _ in groups for r in rollouts]
-    rewards = [x for _, _, rw in groups for x in rw]
+    """`groups`: (results, rewards) of each group of the step, every rank's."""
+    results = [r for group_results, _ in groups for r in group_results]
+    rewards = [x for _, group_rewards in groups for x in group_rewards]
     report = summarise(results, model="", data="", mode="streaming", clock=clock)
     return {
         "step": step,

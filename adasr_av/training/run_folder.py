@@ -9,16 +9,23 @@
 A run killed and started again resumes from its last checkpoint, step N: the log loses the lines
 the dead run wrote after step N (the resumed run writes them again, so each step is there once),
 and the config must be the one the checkpoint was trained with, the keys of RESUMABLE aside.
+
+Under several processes every rank runs the same code and only the main one writes: config.json,
+the log, the checkpoint's marker and the final model, each behind a barrier, so no rank reads a
+file another is still writing. A decision to stop is the main rank's, broadcast (`decided_once`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from adasr_av.atomic import write_atomically
 from adasr_av.errors import AdasrError, first_line
@@ -39,24 +46,67 @@ RESUMABLE = (
 )
 
 
-def start_run(output: Path, config) -> None:
+def check_world(accelerator) -> None:
+    """Refuse a launcher that started several processes which accelerate sees as one world each:
+    they would all train alone, log every step and race on the run folder."""
+    launched = max(int(os.environ.get(name) or 1) for name in ("WORLD_SIZE", "LOCAL_WORLD_SIZE"))
+    if launched > 1 and accelerator.num_processes == 1:
+        raise AdasrError(
+            f"launched as {launched} processes (WORLD_SIZE={os.environ.get('WORLD_SIZE')}) but each "
+            "sees a world of 1, so they would train alone and race on the run folder: on CPU set "
+            "ACCELERATE_USE_CPU=true for torchrun (accelerate launch --cpu starts only one process); "
+            "on GPUs check that each process sees a device"
+        )
+
+
+def decided_once(accelerator, decision: bool) -> bool:
+    """The main rank's `decision`, on every rank (a stop read from each rank's clock would differ)."""
+    if accelerator.num_processes == 1:
+        return bool(decision)
+    from accelerate.utils import broadcast
+
+    flag = torch.tensor([int(bool(decision))], device=accelerator.device)
+    return bool(broadcast(flag, from_process=0).item())
+
+
+def log_line(accelerator, path: Path, record: dict) -> None:
+    """Append one record to the log, from the main rank only."""
+    if accelerator.is_main_process:
+        with path.open("a") as log:
+            log.write(json.dumps(record) + "\n")
+
+
+def start_run(output: Path, config, accelerator=None) -> None:
     """Record `config` in the run folder. A fresh start writes config.json; a resume (the folder
     holds a checkpoint) checks `config` against it first: an error naming every key that differs,
-    RESUMABLE aside, and nothing written."""
+    RESUMABLE aside, and nothing written. Every rank checks (so all fail together); the main one
+    writes."""
+    _check_resumed_config(output, config)
+    if accelerator is None or accelerator.is_main_process:
+        _write_config(output, config)
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
+
+
+def _check_resumed_config(output: Path, config) -> None:
     path = output / "config.json"
-    new = json.loads(json.dumps(asdict(config)))
     checkpoint = latest_checkpoint(output)
     if checkpoint is not None and path.is_file():
-        saved = _read_config(path)
-        if changes := config_changes(saved, new):
+        new = json.loads(json.dumps(asdict(config)))
+        if changes := config_changes(_read_config(path), new):
             may = ", ".join(key for key in RESUMABLE if key in flat(new))
             raise AdasrError(
                 f"{output}: resuming with a config that differs from the checkpoint's "
                 f"({checkpoint.relative_to(output)}): {', '.join(changes)} "
                 f"(start a new output folder, or put the old values back; a resume may change {may})"
             )
-        if saved == new:
-            return
+
+
+def _write_config(output: Path, config) -> None:
+    path = output / "config.json"
+    new = json.loads(json.dumps(asdict(config)))
+    if path.is_file() and latest_checkpoint(output) is not None and _read_config(path) == new:
+        return
     output.mkdir(parents=True, exist_ok=True)
     write_atomically(path, json.dumps(new, indent=2) + "\n")
 
@@ -141,13 +191,17 @@ def resume(accelerator, output: Path, total_steps: int) -> int:
 
 
 def save_checkpoint(accelerator, output: Path, step: int) -> None:
+    """Every rank saves its share (its RNG state); the main rank marks the checkpoint whole once all
+    have, then deletes the older ones; no rank goes on before that."""
     folder = output / "checkpoints" / f"step-{step}"
     accelerator.save_state(str(folder))
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         write_atomically(folder / "trainer_state.json", json.dumps({"step": step}))  # marks it whole
         for old in (output / "checkpoints").glob("step-*"):
             if old != folder and int(old.name.split("-")[1]) < step:
                 shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
 
 
 def finish_run(accelerator, model, tokenizer, output: Path) -> Path:
@@ -181,4 +235,5 @@ def save_final(accelerator, model, tokenizer, output: Path) -> Path:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         tmp.replace(final)
+    accelerator.wait_for_everyone()  # every rank returns a folder that is there
     return final

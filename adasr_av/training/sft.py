@@ -8,7 +8,6 @@ and config with it: training/run_folder.py).
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
@@ -23,7 +22,15 @@ from adasr_av.data.dataset import StreamedStory, read_dataset
 from adasr_av.data.teacher import Style, gold_spans
 from adasr_av.errors import AdasrError
 from adasr_av.reasoner.protocol import PROTOCOL_TOKENS
-from adasr_av.training.run_folder import finish_run, resume, save_checkpoint, start_run
+from adasr_av.training.run_folder import (
+    check_world,
+    decided_once,
+    finish_run,
+    log_line,
+    resume,
+    save_checkpoint,
+    start_run,
+)
 from adasr_av.training.sequences import Example, encode_story, iterate_batches, merge_chunks
 
 
@@ -133,12 +140,13 @@ def build_examples(tokenizer, stories: list[StreamedStory], data: DataConfig, se
     return examples
 
 
-def _scratch_model(config: SFTConfig, stories: list[StreamedStory], folder: Path):
-    """Tokenizer trained on the corpus and a fresh model, saved once so a resumed run reuses them."""
+def _scratch_model(config: SFTConfig, stories: list[StreamedStory], folder: Path, accelerator):
+    """Tokenizer trained on the corpus and a fresh model, saved once (by the main rank) so every
+    rank and a resumed run load the same ones."""
     from adasr_av.reasoner.loading import load_reasoner_model
     from adasr_av.reasoner.scratch import build_model, everyday_english, train_tokenizer
 
-    if not (folder / "config.json").is_file():
+    if accelerator.is_main_process and not (folder / "config.json").is_file():
         m, d = config.model, config.data
         sample = stories[:: max(1, len(stories) // m.tokenizer_stories)][: m.tokenizer_stories]
         texts = ["".join(text for _, text in gold_spans(s, "uniform", d.mode)) for s in sample]
@@ -154,17 +162,18 @@ def _scratch_model(config: SFTConfig, stories: list[StreamedStory], folder: Path
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         tmp.replace(folder)
+    accelerator.wait_for_everyone()
     return load_reasoner_model(str(folder), dtype=torch.float32)
 
 
-def _load_model(config: SFTConfig, stories: list[StreamedStory], output: Path, device: str):
+def _load_model(config: SFTConfig, stories: list[StreamedStory], output: Path, accelerator):
     from adasr_av.reasoner.loading import load_reasoner_model
 
     m = config.model
     if m.init == "scratch":
-        model, tokenizer = _scratch_model(config, stories, output / "init")
+        model, tokenizer = _scratch_model(config, stories, output / "init", accelerator)
     else:
-        model, tokenizer = load_reasoner_model(m.init, device=device, dtype=m.dtype)
+        model, tokenizer = load_reasoner_model(m.init, device=str(accelerator.device), dtype=m.dtype)
     if m.lora:
         model = with_lora(model, tokenizer, m)
     return model.train(), tokenizer
@@ -214,11 +223,11 @@ def train_sft(config: SFTConfig, progress: bool = True) -> Path:
         return final
     stories = load_stories(d.train, d.max_stories)  # a bad dataset fails before the run folder is made
     valid_stories = load_stories(d.valid, d.valid_stories) if d.valid else []
-    start_run(output, config)
-
     accelerator = Accelerator(gradient_accumulation_steps=t.grad_accum)
+    check_world(accelerator)
+    start_run(output, config, accelerator)
     set_seed(t.seed)
-    model, tokenizer = _load_model(config, stories, output, str(accelerator.device))
+    model, tokenizer = _load_model(config, stories, output, accelerator)
     examples = build_examples(tokenizer, stories, d, t.seed)
     valid = build_examples(tokenizer, valid_stories, d, t.seed + 1) if valid_stories else []
     limit = getattr(model.config, "max_position_embeddings", None)
@@ -274,14 +283,15 @@ def train_sft(config: SFTConfig, progress: bool = True) -> Path:
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
         elapsed = time.time() - started
-        out_of_time = t.max_minutes and elapsed > t.max_minutes * 60
+        out_of_time = decided_once(accelerator, t.max_minutes and elapsed > t.max_minutes * 60)
         record = {}
         if step % t.log_every == 0 or step == total_steps or out_of_time:
+            loss_mean, all_tokens = _over_ranks(accelerator, sum(losses) / len(losses), tokens)
             record = {
                 "step": step,
-                "loss": round(sum(losses) / len(losses), 4),
+                "loss": round(loss_mean, 4),
                 "lr": scheduler.get_last_lr()[0],
-                "tokens_per_s": round(tokens / elapsed, 1),
+                "tokens_per_s": round(all_tokens / elapsed, 1),
                 "elapsed_s": round(elapsed, 1),
             }
             losses = []
@@ -289,9 +299,8 @@ def train_sft(config: SFTConfig, progress: bool = True) -> Path:
         if valid and ((t.eval_every and step % t.eval_every == 0) or last):
             record = record or {"step": step}
             record["valid_loss"] = round(validation_loss(model, valid, t.batch_size, pad, accelerator), 4)
-        if record and accelerator.is_main_process:
-            with log_path.open("a") as log:
-                log.write(json.dumps(record) + "\n")
+        if record:
+            log_line(accelerator, log_path, record)
         if step % t.save_every == 0 or out_of_time:
             save_checkpoint(accelerator, output, step)
         if out_of_time:
@@ -299,6 +308,12 @@ def train_sft(config: SFTConfig, progress: bool = True) -> Path:
             break
     bar.close()
     return finish_run(accelerator, model, tokenizer, output)
+
+
+def _over_ranks(accelerator, loss: float, tokens: int) -> tuple[float, int]:
+    """The ranks' mean loss and their tokens together (each rank trains on its own batches)."""
+    both = accelerator.reduce(torch.tensor([loss, float(tokens)], device=accelerator.device), "sum")
+    return float(both[0]) / accelerator.num_processes, int(both[1])
 
 
 @torch.no_grad()
