@@ -157,3 +157,18 @@ def test_the_session_stops_on_the_generation_config_eos_too():
     assert reasoner.eos_ids == {tokenizer.eos_token_id, im_end}
     model.generation_config.eos_token_id = im_end  # one id, not a list
     assert make_reasoner(model, tokenizer).eos_ids == {tokenizer.eos_token_id, im_end}
+
+
+def test_the_training_configs_build_the_prompt_the_session_reads():
+    """`model.chat_template` in an SFT config reaches every example's prompt (and HRPO's session)."""
+    from adasr_av.training.sft import DataConfig, build_examples
+
+    tokenizer = _tokenizer("qwen")
+    story = _story()
+    for chat in (False, True):
+        (example,) = build_examples(tokenizer, [story], DataConfig(), 0, chat_template=chat)
+        prompt = prompt_ids(tokenizer, story.question, chat_template=chat)
+        assert example.input_ids[: len(prompt)] == prompt
+    assert build_examples(tokenizer, [story], DataConfig(), 0, True) != build_examples(
+        tokenizer, [story], DataConfig(), 0, False
+    )

@@ -201,6 +201,7 @@ def group_step(
         max_unit_tokens=r.max_unit_tokens,
         max_deep_tokens=r.max_deep_tokens,
         lag_hint=r.lag_hint,
+        chat_template=config.model.chat_template,  # the prompt the SFT sequences were built with
     )
     reasoner = StreamingReasoner(model, tokenizer, options, clock, group_size=r.group_size)
     rollouts = sample_group(reasoner, story)

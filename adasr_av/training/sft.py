@@ -39,6 +39,7 @@ class ModelConfig:
     init: str = "scratch"  # "scratch", or a model folder, bundled model name or hub id to fine-tune
     # weights of a loaded model; "auto": the checkpoint's on an accelerator, float32 on CPU
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    chat_template: bool = False  # wrap the question in the tokenizer's chat template (run --chat-template)
     arch: Literal["qwen3", "gpt2"] = "qwen3"  # scratch only, like the four below
     hidden: int = 256
     layers: int = 6
@@ -116,7 +117,9 @@ def load_stories(paths: str | list[str], limit: int = 0) -> list[StreamedStory]:
     return stories
 
 
-def build_examples(tokenizer, stories: list[StreamedStory], data: DataConfig, seed: int) -> list[Example]:
+def build_examples(
+    tokenizer, stories: list[StreamedStory], data: DataConfig, seed: int, chat_template: bool = False
+) -> list[Example]:
     from adasr_av.data.video_mode import CLIP_KINDS, as_clip
 
     if unknown := set(data.video_clips) - set(CLIP_KINDS):
@@ -136,7 +139,7 @@ def build_examples(tokenizer, stories: list[StreamedStory], data: DataConfig, se
             story = apply_channel(story, channel, rng)
         else:
             story = merge_chunks(story, rng, data.merge_prob)
-        examples.append(encode_story(tokenizer, story, style, data.mode))
+        examples.append(encode_story(tokenizer, story, style, data.mode, chat_template=chat_template))
     return examples
 
 
@@ -228,8 +231,9 @@ def train_sft(config: SFTConfig, progress: bool = True) -> Path:
     start_run(output, config, accelerator)
     set_seed(t.seed)
     model, tokenizer = _load_model(config, stories, output, accelerator)
-    examples = build_examples(tokenizer, stories, d, t.seed)
-    valid = build_examples(tokenizer, valid_stories, d, t.seed + 1) if valid_stories else []
+    chat = config.model.chat_template
+    examples = build_examples(tokenizer, stories, d, t.seed, chat)
+    valid = build_examples(tokenizer, valid_stories, d, t.seed + 1, chat) if valid_stories else []
     limit = getattr(model.config, "max_position_embeddings", None)
     if limit and d.skip_too_long:
         kept = [e for e in examples if len(e) <= limit]
