@@ -98,7 +98,7 @@ def interrupted(command: list[str], server: RtspServer, cwd: Path) -> str:
     after = wait_for(lambda line: "reconnected after" in line, "reconnect")
     wait_for(lambda line: "dollars" in line.lower() and lines.index(line) > after, "text after the gap")
     process.send_signal(signal.SIGINT)
-    process.wait(timeout=120)
+    process.wait(timeout=300)  # the reasoner still deliberates and answers
     reader.join(timeout=10)
     return "".join(lines)
 
