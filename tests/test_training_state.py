@@ -75,3 +75,20 @@ def test_a_resume_checks_the_config_and_a_fresh_start_writes_it(tmp_path, cls):
     start_run(run, config)
     saved = json.loads((run / "config.json").read_text())["train"]
     assert (saved["max_steps"], saved["max_minutes"]) == (500, 30.0)  # the run as it now goes on
+
+
+def test_an_option_the_code_gained_since_the_run_began_keeps_it_resumable(tmp_path):
+    """A run whose config.json predates an option resumes when the option is at its default, and
+    not when it is set to something else (here SFT's data.video_fraction, added later)."""
+    run = tmp_path / "runs" / "x"
+    config = SFTConfig()
+    config.train.output = str(run)
+    start_run(run, config)
+    saved = json.loads((run / "config.json").read_text())
+    del saved["data"]["video_fraction"]  # as the run's config was written before the option
+    (run / "config.json").write_text(json.dumps(saved))
+    _checkpoint(run, 2)
+    start_run(run, config)  # the default: the same run
+    config.data.video_fraction = 0.4
+    with pytest.raises(AdasrError, match=r"data\.video_fraction 0\.0 -> 0\.4"):
+        start_run(run, config)

@@ -93,13 +93,29 @@ def _check_resumed_config(output: Path, config) -> None:
     checkpoint = latest_checkpoint(output)
     if checkpoint is not None and path.is_file():
         new = json.loads(json.dumps(asdict(config)))
-        if changes := config_changes(_read_config(path), new):
+        if changes := config_changes(with_new_defaults(_read_config(path), config), new):
             may = ", ".join(key for key in RESUMABLE if key in flat(new))
             raise AdasrError(
                 f"{output}: resuming with a config that differs from the checkpoint's "
                 f"({checkpoint.relative_to(output)}): {', '.join(changes)} "
                 f"(start a new output folder, or put the old values back; a resume may change {may})"
             )
+
+
+def with_new_defaults(saved: dict, config) -> dict:
+    """The saved config with the options added since it was written at their defaults, so that a
+    run stays resumable when the code gains an option (set to anything else, it is a change)."""
+    merged = json.loads(json.dumps(asdict(type(config)())))
+
+    def update(into: dict, values: dict) -> None:
+        for key, value in values.items():
+            if isinstance(value, dict) and isinstance(into.get(key), dict):
+                update(into[key], value)
+            else:
+                into[key] = value
+
+    update(merged, saved)
+    return merged
 
 
 def _write_config(output: Path, config) -> None:
