@@ -208,6 +208,8 @@ class ReasonerSection:
     )
 
     def __post_init__(self):
+        if not 0 <= self.seed < 2**63:
+            raise _bad("--seed", "reasoner.seed", f"must be within 0..2**63-1, got {self.seed}")
         self.options()  # ReasonerOptions and SamplingOptions check their fields
         self.clock_()  # a bad cost profile fails now, not after the model has loaded
 

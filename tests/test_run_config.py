@@ -124,6 +124,8 @@ def test_sampling_and_answer_caps_can_be_set_in_a_pipeline_file(tmp_path):
         (lambda: OutputSection(queue_size=0), "output.queue_size"),
         (lambda: ReasonerSection(retain=1.5), "--retain"),
         (lambda: ReasonerSection(cost="no-such-profile"), "no-such-profile"),
+        (lambda: ReasonerSection(seed=2**64), "--seed (reasoner.seed) must be within 0..2**63-1"),
+        (lambda: ReasonerSection(seed=-1), "--seed (reasoner.seed)"),
     ],
 )
 def test_each_section_checks_itself_naming_the_field(make, message):
