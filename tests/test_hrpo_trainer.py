@@ -234,7 +234,7 @@ def test_a_fast_wrong_rollout_never_outranks_a_correct_one_token_by_token(
     config = small_config(lam=lam, granularity=granularity)
     clock = CostModelClock(PAPER_PROFILE)
     model = trained_models["qwen3"]  # builds the group's session; the scripted rollouts replace its own
-    _, advantages, _ = trainer.group_step(model, tokenizer, memorised_story(), config, clock, 0)
+    advantages = trainer.group_step(model, tokenizer, memorised_story(), config, clock, 0).advantages
     *correct, wrong = advantages
     for t, phase in enumerate(UNIT_LABELS.phase):
         if phase != "env":
@@ -275,7 +275,8 @@ def test_an_eos_sampled_inside_a_span_is_trained_with_the_format_penalty(
     monkeypatch.setattr(trainer, "sample_group", sample_with_an_eos)
     config = small_config(lam=0.5)
     clock = CostModelClock(PAPER_PROFILE)
-    rollouts, advantages, _ = trainer.group_step(model, tokenizer, memorised_story(), config, clock, 0)
+    group = trainer.group_step(model, tokenizer, memorised_story(), config, clock, 0)
+    rollouts, advantages = group.rollouts, group.advantages
     (p,) = forced
     row = rollouts[0]
     closing = {"stream": (row.labels.unit[p - 1],), "deep": ()}[phase]
@@ -366,10 +367,11 @@ def test_a_group_is_dropped_only_when_no_token_has_an_advantage(
     real = trainer.group_step
 
     def scripted_rewards(model, tokenizer, story, config, clock, sample_seed):
-        rollouts, _, _ = real(model, tokenizer, story, config, clock, sample_seed)
+        rollouts = real(model, tokenizer, story, config, clock, sample_seed).rollouts
         labels = [r.labels for r in rollouts]
         deep = [0.0] * len(rollouts)
-        return rollouts, token_advantages(labels, global_rewards, stream_rewards, deep, lam), global_rewards
+        advantages = token_advantages(labels, global_rewards, stream_rewards, deep, lam)
+        return trainer.RolloutGroup(rollouts, advantages, global_rewards)
 
     monkeypatch.setattr(trainer, "group_step", scripted_rewards)
     config = hrpo_config(sft_model, f"dropped-{lam}", 1, hrpo__lam=lam)
@@ -476,10 +478,8 @@ def test_updates_raise_the_accuracy_on_a_story_the_policy_half_knows():
     clock = CostModelClock(PAPER_PROFILE)
     accuracy = []
     for step in range(8):
-        rollouts, advantages, rewards = group_step(
-            model.eval(), tokenizer, story, config, clock, sample_seed=step
-        )
-        accuracy.append(sum(rewards) / len(rewards))
-        _update(model.train(), optimizer, accelerator, [(rollouts, advantages, rewards)], 0, config.hrpo,
+        group = group_step(model.eval(), tokenizer, story, config, clock, sample_seed=step)
+        accuracy.append(sum(group.rewards) / len(group.rewards))
+        _update(model.train(), optimizer, accelerator, [group], 0, config.hrpo,
                 config.train, None, config.rollout.temperature)  # fmt: skip
     assert accuracy[0] <= 0.5 and min(accuracy[-3:]) >= 0.75, accuracy

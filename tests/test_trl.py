@@ -78,7 +78,7 @@ def test_hrpo_trains_inside_trl_with_per_token_advantages(tokenizer, tmp_path):
 
     def recording(model, inputs):
         loss = compute_loss(model, inputs)
-        seen.append((loss.detach(), inputs, trainer.hrpo_groups[0][0]))
+        seen.append((loss.detach(), inputs, trainer.hrpo_groups[0].rollouts))
         return loss
 
     trainer._compute_loss = recording

@@ -190,10 +190,19 @@ def prompt_order(n: int, seed: int, step: int, per_step: int) -> list[int]:
     return out
 
 
+@dataclass
+class RolloutGroup:
+    """One prompt's group: its rollouts, each rollout's per-token advantages, its global rewards."""
+
+    rollouts: list[SampledRollout]
+    advantages: list[list[float]]
+    rewards: list[float]
+
+
 def group_step(
     model, tokenizer, story: StreamedStory, config: HRPOConfig, clock, sample_seed: int
-) -> tuple[list[SampledRollout], list[list[float]], list[float]]:
-    """Sample one group and give each token its advantage; returns rollouts, advantages, rewards."""
+) -> RolloutGroup:
+    """Sample one group and give each token its advantage."""
     r, o = config.rollout, config.hrpo
     sampling = SamplingOptions(do_sample=True, temperature=r.temperature, top_p=r.top_p, seed=sample_seed)
     options = ReasonerOptions(
@@ -218,7 +227,7 @@ def group_step(
     )
     labels = [x.labels for x in rollouts]
     advantages = token_advantages(labels, global_rewards, stream, deep, o.lam, o.granularity, units)
-    return rollouts, advantages, global_rewards
+    return RolloutGroup(rollouts, advantages, global_rewards)
 
 
 def train_hrpo(config: HRPOConfig, progress: bool = True) -> Path:
@@ -275,11 +284,9 @@ def train_hrpo(config: HRPOConfig, progress: bool = True) -> Path:
         for k, index in enumerate(indices):
             if k % world != rank:
                 continue
-            rollouts, advantages, rewards = group_step(
-                policy, tokenizer, stories[index], config, clock, sample_seed=_sampling_seed(t.seed, step, k)
-            )
-            groups.append((rollouts, advantages, rewards))
-        kept = [g for g in groups if carries_signal(g[1]) or not o.drop_zero_variance]
+            seed = _sampling_seed(t.seed, step, k)
+            groups.append(group_step(policy, tokenizer, stories[index], config, clock, sample_seed=seed))
+        kept = [g for g in groups if carries_signal(g.advantages) or not o.drop_zero_variance]
         dropped = len(groups) - len(kept)
         stats = _update(model, optimizer, accelerator, kept, pad, o, t, reference, config.rollout.temperature)
         step += 1
@@ -313,7 +320,7 @@ def _refuse_sharded_parameters(accelerator) -> None:
 
 def _all_ranks(accelerator, groups, dropped: int) -> tuple[list, int]:
     """Every rank's groups as the log reads them, (results, rewards) each, and their dropped count."""
-    mine = [([r.result for r in rollouts], rewards) for rollouts, _, rewards in groups]
+    mine = [([r.result for r in g.rollouts], g.rewards) for g in groups]
     if accelerator.num_processes == 1:
         return mine, dropped
     from accelerate.utils import gather_object
@@ -392,8 +399,8 @@ def _micro_rows(groups, size: int) -> list[list[tuple]]:
     """The rollouts' model views (sequence, mask, advantages, targets), `size` to a micro-batch."""
     views = [
         (*v, target)
-        for rollouts, adv, _ in groups
-        for r, a in zip(rollouts, adv, strict=True)
+        for group in groups
+        for r, a in zip(group.rollouts, group.advantages, strict=True)
         for v, target in zip(r.model_views(a), r.model_targets(), strict=True)
     ]
     return [views[start : start + size] for start in range(0, len(views), size)]

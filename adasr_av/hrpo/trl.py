@@ -51,7 +51,7 @@ from adasr_av.data.dataset import StreamedStory
 from adasr_av.errors import AdasrError
 from adasr_av.hrpo.advantages import carries_signal
 from adasr_av.hrpo.rollouts import SampledRollout
-from adasr_av.hrpo.trainer import HRPOConfig, ObjectiveConfig, RolloutConfig, group_step
+from adasr_av.hrpo.trainer import HRPOConfig, ObjectiveConfig, RolloutConfig, RolloutGroup, group_step
 from adasr_av.timing import CostModelClock, load_cost_model
 
 try:
@@ -88,7 +88,7 @@ class HRPOGRPOTrainer(GRPOTrainer):
             raise AdasrError("HRPO in TRL: story ids must be unique (a story's id is its prompt)")
         self.hrpo = HRPOConfig(rollout=rollout, hrpo=objective or ObjectiveConfig())
         self.clock = CostModelClock(load_cost_model(rollout.cost_profile))
-        self.hrpo_groups: list[tuple[list[SampledRollout], list[list[float]], list[float]]] = []
+        self.hrpo_groups: list[RolloutGroup] = []
         self._hrpo_advantages: list[list[float]] = []  # per local completion, set by the rollouts
         super().__init__(
             model=model,
@@ -151,9 +151,8 @@ def streaming_rollouts(prompts: list[str], trainer: HRPOGRPOTrainer) -> dict:
                 sample_seed=seed.randrange(2**31),
             )  # fmt: skip
             trainer.hrpo_groups.append(group)
-            rollouts, advantages, rewards = group
-            keep = carries_signal(advantages) or not config.hrpo.drop_zero_variance
-            for rollout, row, reward in zip(rollouts, advantages, rewards, strict=True):
+            keep = carries_signal(group.advantages) or not config.hrpo.drop_zero_variance
+            for rollout, row, reward in zip(group.rollouts, group.advantages, group.rewards, strict=True):
                 n = _prompt_length(rollout)
                 out["prompt_ids"].append(rollout.tokens[:n])
                 out["completion_ids"].append(rollout.tokens[n:])
