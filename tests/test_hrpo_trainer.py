@@ -148,7 +148,7 @@ def first_pass(model, tokenizer, config: HRPOConfig, monkeypatch):
     micro-batch of the update's first pass."""
     from accelerate import Accelerator
 
-    from adasr_av.training.sft import adamw
+    from adasr_av.training.model_setup import adamw
 
     clock = CostModelClock(PAPER_PROFILE)
     group = trainer.group_step(model.eval(), tokenizer, memorised_story(), config, clock, sample_seed=3)
@@ -180,7 +180,7 @@ def test_the_first_pass_ratio_is_exactly_one_under_dropout(trained_models, token
 def test_the_reference_under_lora_dropout_is_the_base_policy(trained_models, tokenizer, monkeypatch):
     """Fresh adapters leave the policy equal to the base model: with lora_dropout and GPT-2 dropout
     the first pass has ratio 1 and KL 0 to the adapter-free reference."""
-    from adasr_av.training.sft import ModelConfig, with_lora
+    from adasr_av.training.model_setup import ModelConfig, with_lora
 
     m = ModelConfig(
         lora=True, lora_r=4, lora_dropout=0.1, lora_targets=["c_attn"], lora_train_protocol_tokens=False
@@ -466,7 +466,7 @@ def test_updates_raise_the_accuracy_on_a_story_the_policy_half_knows():
     from adasr_av.reasoner.loading import load_reasoner_model
     from adasr_av.timing import PAPER_PROFILE, CostModelClock
     from adasr_av.training.config import load_config
-    from adasr_av.training.sft import adamw
+    from adasr_av.training.model_setup import adamw
 
     config = load_config(
         "training/tiny/hrpo.toml", HRPOConfig, {"hrpo.rewards": ["accuracy"], "hrpo.lam": 0.0}

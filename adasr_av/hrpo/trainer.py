@@ -40,6 +40,7 @@ from adasr_av.hrpo.rollouts import SampledRollout, sample_group
 from adasr_av.reasoner.sampling import SamplingOptions
 from adasr_av.reasoner.session import ReasonerOptions, StreamingReasoner
 from adasr_av.timing import CostModelClock, load_cost_model
+from adasr_av.training.model_setup import ModelConfig, adamw, with_lora
 from adasr_av.training.run_folder import (
     check_world,
     decided_once,
@@ -49,7 +50,6 @@ from adasr_av.training.run_folder import (
     save_checkpoint,
     start_run,
 )
-from adasr_av.training.sft import ModelConfig, adamw, with_lora
 
 BUILTIN_REWARDS = ("format", "accuracy", "time")
 
