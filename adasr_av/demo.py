@@ -244,8 +244,8 @@ class DemoSession:
         if (unsupported := unsupported_type(name)) is not None:
             raise AdasrError(unsupported)
         settings = settings or DemoSettings()
-        streams = check_upload(path, name, settings.max_record_s)  # by content, before anything reads it
-        try:
+        try:  # messages name the upload, not where the server keeps it
+            streams = check_upload(path, settings.max_record_s)  # by content, before anything reads it
             frames = models.reads_frames and reads_frames(str(path), settings.video, streams)
             records = open_records(str(path), settings.fps if frames else None, realtime, streams)
         except AdasrError as err:

@@ -133,21 +133,18 @@ UPLOAD_FORMATS = frozenset(
 )  # containers a page upload may be: audio and video files, not images, playlists or devices
 
 
-def check_upload(path: str | Path, name: str, max_seconds: float) -> Streams:
+def check_upload(path: str | Path, max_seconds: float) -> Streams:
     """An uploaded file checked by what it holds, not by its name, before anything else reads it:
     a container on the allow-list, at least one audio or video stream, at most `max_seconds`
-    long; any failure is one line naming the upload as `name`."""
-    try:
-        streams = probe(str(path))
-    except AdasrError as err:
-        raise AdasrError(str(err).replace(str(path), name)) from None
+    long; any failure is one line naming the file."""
+    streams = probe(str(path))
     formats = set(streams.format.split(","))
     if not formats & UPLOAD_FORMATS:
-        raise AdasrError(f"{name}: a {streams.format} file is not taken (audio or video files only)")
+        raise AdasrError(f"{path}: a {streams.format} file is not taken (audio or video files only)")
     if not (streams.audio or streams.video):
-        raise AdasrError(f"{name}: no audio or video stream")
+        raise AdasrError(f"{path}: no audio or video stream")
     if streams.duration_s is not None and streams.duration_s > max_seconds:
-        raise AdasrError(f"{name}: {streams.duration_s:.0f} s long; at most {max_seconds:g} s is taken")
+        raise AdasrError(f"{path}: {streams.duration_s:.0f} s long; at most {max_seconds:g} s is taken")
     return streams
 
 
