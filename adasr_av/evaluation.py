@@ -222,11 +222,20 @@ def evaluate(
 
 
 def _progress_bar(total: int, mode: str, progress: bool | None, file: TextIO | None) -> tqdm:
-    """The stories-done bar (tqdm adds the time elapsed and left) on `file`, stderr by default."""
+    """The stories-done bar (tqdm adds the time elapsed and left) on `file`, stderr by default.
+    It redraws after every story (a story takes seconds, so that is cheap): tqdm's default 0.1 s
+    rate limit would skip the states of stories a small model finishes faster."""
     file = file or sys.stderr
     show = _is_terminal(file) if progress is None else progress
     return tqdm(
-        total=total, desc=f"eval {mode}", unit="story", disable=not show, file=file, **_unsized_terminal(file)
+        total=total,
+        desc=f"eval {mode}",
+        unit="story",
+        disable=not show,
+        file=file,
+        mininterval=0,
+        miniters=1,
+        **_unsized_terminal(file),
     )
 
 
