@@ -9,7 +9,6 @@ unit), and null when no story has gold or no chunk got a unit (read-then-think w
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import sys
@@ -18,7 +17,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-import numpy as np
 from rich.table import Table
 from tqdm import tqdm
 
@@ -27,6 +25,7 @@ from adasr_av.data.dataset import StreamedStory
 from adasr_av.errors import AdasrError
 from adasr_av.reasoner.protocol import Mode
 from adasr_av.reasoner.session import ReasonerOptions, make_reasoner, reason_over_stream
+from adasr_av.stats import percentile, wilson_interval
 from adasr_av.timing import PAPER_PROFILE, ComputeClock, CostModelClock
 from adasr_av.types import Event
 
@@ -114,31 +113,6 @@ def story_result(story_id: str, events: Sequence[Event], informative: Sequence[b
         thoughts=tuple(e.text for e in events if e.type == "think"),
         deep=" ".join(e.text for e in events if e.type == "deep"),
     )
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """The Wilson score interval of a rate (95 % by default): unlike the normal approximation it
-    stays inside [0, 1] and is honest at 0 or n successes and for small n."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def mcnemar_p(b: int, c: int) -> float:
-    """Exact two-sided McNemar p-value: P(at least as uneven a split of b + c discordant pairs)."""
-    n = b + c
-    if n == 0:
-        return 1.0
-    tail = sum(math.comb(n, k) for k in range(min(b, c) + 1)) / 2**n
-    return min(1.0, 2 * tail)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile, interpolating linearly between order statistics (numpy's default)."""
-    return float(np.percentile(np.asarray(values, dtype=float), q))
 
 
 def _pooled_rate(skips: Iterable[int | None], chunks: Iterable[int | None]) -> float | None:

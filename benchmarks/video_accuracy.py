@@ -20,8 +20,9 @@ from itertools import islice
 from pathlib import Path
 
 from adasr_av.data.dataset import read_dataset
-from adasr_av.evaluation import evaluate, wilson_interval
+from adasr_av.evaluation import evaluate
 from adasr_av.reasoner.loading import default_model, load_reasoner_model
+from adasr_av.stats import wilson_interval
 from adasr_av.timing import PAPER_PROFILE, CostModelClock
 
 KINDS = {"slideshow": 0.90, "mixed": 0.85}  # the targets of the video issue

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import torch
 from kill_and_resume import assert_same_weights, kill_during_step, logged_steps
 
 from adasr_av.cli import main
@@ -244,6 +245,25 @@ def test_sft_resume_with_a_changed_config_is_refused(data_dir, capsys):
     assert main([*args, "--set", "train.max_steps=5"]) == 0
     assert logged_steps(out) == [1, 2, 3, 4, 5]
     assert json.loads((out / "config.json").read_text())["train"]["max_steps"] == 5
+
+
+def test_sft_stops_when_validation_stops_improving_and_keeps_the_best(data_dir):
+    """A learning rate of 1 drives the validation loss up after the first steps: the run stops
+    `patience` validations after its best, before max_steps, and the final model is the best
+    step's, not the last step's (whose weights are in the checkpoint the stop wrote)."""
+    from safetensors.torch import load_file
+
+    config = _config(data_dir, "patient", 30, lr=1.0, warmup_steps=1, eval_every=1, patience=2)
+    assert main(["train", "sft", "--config", config, "--no-progress"]) == 0
+    out = data_dir / "patient"
+    valid = [(r["step"], r["valid_loss"]) for r in _log(out) if "valid_loss" in r]
+    best_step, best_loss = min(valid, key=lambda sv: sv[1])
+    assert valid[-1][0] == best_step + 2 < 30  # stopped two validations after the best
+    assert all(loss >= best_loss for _, loss in valid[valid.index((best_step, best_loss)) + 1 :])
+    assert_same_weights(out / "best", out / "final")
+    last = load_file(out / "checkpoints" / f"step-{valid[-1][0]}" / "model.safetensors")
+    final = load_file(out / "final" / "model.safetensors")
+    assert any(not torch.allclose(last[k], final[k]) for k in final)
 
 
 def test_sft_plot_fault_after_training_keeps_the_final_model(data_dir):

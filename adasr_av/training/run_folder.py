@@ -17,11 +17,13 @@ file another is still writing. A decision to stop is the main rank's, broadcast 
 
 from __future__ import annotations
 
+import copy
 import json
+import math
 import os
 import shutil
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -220,10 +222,52 @@ def save_checkpoint(accelerator, output: Path, step: int) -> None:
     accelerator.wait_for_everyone()
 
 
-def finish_run(accelerator, model, tokenizer, output: Path) -> Path:
-    """Save the final model, then plot the log beside it: a plot that fails is a warning, and the
-    saved model stays. Returns the final model's folder."""
-    final = save_final(accelerator, model, tokenizer, output)
+@dataclass
+class BestValidation:
+    """The best validation loss so far, its step, and the validations since (early stopping). Read
+    back from the log on a resume, which the log's cut to the checkpoint keeps consistent."""
+
+    loss: float = math.inf
+    step: int = 0
+    since: int = 0
+
+    @classmethod
+    def from_log(cls, path: Path) -> BestValidation:
+        best = cls()
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return best
+        for line in lines:
+            record = json.loads(line)
+            if isinstance(record, dict) and "valid_loss" in record:
+                best.update(record["step"], record["valid_loss"])
+        return best
+
+    def update(self, step: int, loss: float) -> bool:
+        """Count one validation; True when it is a new best."""
+        if loss < self.loss:
+            self.loss, self.step, self.since = loss, step, 0
+            return True
+        self.since += 1
+        return False
+
+
+def finish_run(accelerator, model, tokenizer, output: Path, use_saved: str | None = None) -> Path:
+    """Save the final model (or make the model saved in `output/use_saved`, the best one, final),
+    then plot the log beside it: a plot that fails is a warning, and the saved model stays.
+    Returns the final model's folder."""
+    if use_saved is None:
+        final = save_final(accelerator, model, tokenizer, output)
+    else:
+        final = output / "final"
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            tmp = output / "final.partial"
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(output / use_saved, tmp)
+            tmp.replace(final)
+        accelerator.wait_for_everyone()
     log = output / "log.jsonl"
     if accelerator.is_main_process and log.is_file():
         from adasr_av.training.plot import plot_log
@@ -238,16 +282,17 @@ def finish_run(accelerator, model, tokenizer, output: Path) -> Path:
     return final
 
 
-def save_final(accelerator, model, tokenizer, output: Path) -> Path:
-    final = output / "final"
+def save_final(accelerator, model, tokenizer, output: Path, name: str = "final") -> Path:
+    final = output / name
     accelerator.wait_for_everyone()
     model = accelerator.unwrap_model(model)
     if accelerator.is_main_process:
-        tmp = output / "final.partial"
+        tmp = output / f"{name}.partial"
         shutil.rmtree(tmp, ignore_errors=True)
         if hasattr(model, "merge_and_unload"):  # LoRA: keep the adapter, ship the merged model
-            model.save_pretrained(output / "adapter")
-            model = model.merge_and_unload()
+            model.save_pretrained(output / ("adapter" if name == "final" else f"{name}-adapter"))
+            # merging changes the model in place: a model saved mid-run (the best) merges a copy
+            model = (model if name == "final" else copy.deepcopy(model)).merge_and_unload()
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         tmp.replace(final)

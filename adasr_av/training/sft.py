@@ -23,12 +23,14 @@ from adasr_av.data.teacher import Style, gold_spans
 from adasr_av.errors import AdasrError
 from adasr_av.training.model_setup import ModelConfig, adamw, with_lora
 from adasr_av.training.run_folder import (
+    BestValidation,
     check_world,
     decided_once,
     finish_run,
     log_line,
     resume,
     save_checkpoint,
+    save_final,
     start_run,
 )
 from adasr_av.training.sequences import Example, encode_story, iterate_batches, merge_chunks
@@ -66,7 +68,12 @@ class TrainConfig:
     save_every: int = 200
     log_every: int = 10
     eval_every: int = 0  # 0: only at the end
+    patience: int = 0  # > 0: stop after this many validations without a new best; final = the best
     max_minutes: float = 0.0  # 0: no time limit; else stop, checkpoint and save when reached
+
+    def __post_init__(self) -> None:
+        if self.patience < 0:
+            raise AdasrError(f"config: 'train.patience' must be 0 or more, got {self.patience}")
 
 
 @dataclass
@@ -218,6 +225,7 @@ def train_sft(config: SFTConfig, progress: bool = True) -> Path:
     log_path = output / "log.jsonl"
     bar = tqdm(total=total_steps, initial=step, desc="sft", disable=not progress, unit="step")
     started, tokens, losses = time.time(), 0, []
+    best = BestValidation.from_log(log_path)  # a resumed run keeps its best and its count since
     for index, batch in enumerate(batches):
         if step >= total_steps:
             break
@@ -253,17 +261,29 @@ def train_sft(config: SFTConfig, progress: bool = True) -> Path:
             }
             losses = []
         last = step == total_steps or out_of_time  # the run's valid loss goes in its last record
+        stop_early = False
         if valid and ((t.eval_every and step % t.eval_every == 0) or last):
             record = record or {"step": step}
             record["valid_loss"] = round(validation_loss(model, valid, t.batch_size, pad, accelerator), 4)
+            if best.update(step, record["valid_loss"]) and t.patience:
+                save_final(accelerator, model, tokenizer, output, name="best")
+            stop_early = bool(t.patience) and best.since >= t.patience
         if record:
             log_line(accelerator, log_path, record)
-        if step % t.save_every == 0 or out_of_time:
+        if step % t.save_every == 0 or out_of_time or stop_early:
             save_checkpoint(accelerator, output, step)
         if out_of_time:
             accelerator.print(f"adasr-av: time limit of {t.max_minutes} min reached at step {step}")
             break
+        if stop_early:
+            accelerator.print(
+                f"adasr-av: validation loss not better for {t.patience} validations; stopping at step "
+                f"{step}, the final model is step {best.step}'s (validation loss {best.loss})"
+            )
+            break
     bar.close()
+    if t.patience and (output / "best").is_dir():
+        return finish_run(accelerator, model, tokenizer, output, use_saved="best")
     return finish_run(accelerator, model, tokenizer, output)
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the read-then-think baseline: same size, same stories, every state update after the stream
-# ends. It stays in runs/tiny-rtt/final (not shipped); RESULTS.md compares it with the bundled model.
+# ends. It stays in runs/tiny17-rtt/final (not shipped); RESULTS.md compares it with the bundled model.
 #     bash training/tiny/build_rtt.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -8,4 +8,4 @@ ADASR=${ADASR:-.venv/bin/adasr-av}
 start=$SECONDS
 source training/tiny/make_data.sh
 $ADASR train sft --config training/tiny/rtt.toml
-echo "read-then-think model in runs/tiny-rtt/final in $(( (SECONDS - start) / 60 )) min"
+echo "read-then-think model in runs/tiny17-rtt/final in $(( (SECONDS - start) / 60 )) min"

@@ -18,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from adasr_av.evaluation import mcnemar_p, wilson_interval
+from adasr_av.stats import mcnemar_p, wilson_interval
 
 
 def correct_by_story(path: Path, pair: int = 0) -> dict[tuple[int, str], bool]:
