@@ -61,6 +61,24 @@ def bootstrap_interval(
     return float(low), float(high)
 
 
+def bootstrap_ratio_interval(
+    numerators: Sequence[float],
+    denominators: Sequence[float],
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """The 95 % percentile-bootstrap interval of sum(numerators) / sum(denominators), one pair per
+    story (a rate pooled over the chunks of stories: the stories, not the chunks, are the draws)."""
+    num, den = np.asarray(numerators, dtype=float), np.asarray(denominators, dtype=float)
+    if num.shape != den.shape or num.size == 0 or den.sum() == 0:
+        raise ValueError("bootstrap of a ratio needs pairs with a positive denominator")
+    index = _resamples(num.size, resamples, seed)
+    sums = den[index].sum(axis=1)
+    ratios = num[index].sum(axis=1)[sums > 0] / sums[sums > 0]
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    return float(low), float(high)
+
+
 @dataclass(frozen=True)
 class PairedDifference:
     """Method A minus method B on the same stories: the difference of means, its 95 % interval,

@@ -7,6 +7,7 @@ import pytest
 from adasr_av.stats import (
     NO_DIFFERENCE,
     bootstrap_interval,
+    bootstrap_ratio_interval,
     mcnemar_p,
     mean_and_spread,
     paired_bootstrap,
@@ -97,3 +98,14 @@ def test_verdict_names_a_winner_only_outside_zero():
 def test_mean_and_spread_over_seeds():
     assert mean_and_spread([0.4, 0.5, 0.6]) == pytest.approx((0.5, 0.1))
     assert mean_and_spread([0.4]) == (0.4, 0.0)
+
+
+def test_bootstrap_ratio_resamples_stories_not_chunks():
+    """Half the stories skip all of their 10 chunks, half none: the pooled rate is 0.5 and, with
+    40 stories as the draws, its interval is as wide as a rate over 40 draws (about +-0.16), far
+    wider than a rate over the 400 chunks would claim (+-0.05)."""
+    skips, chunks = [10.0, 0.0] * 20, [10.0] * 40
+    low, high = bootstrap_ratio_interval(skips, chunks)
+    assert low < 0.5 < high and 0.25 < high - low < 0.40
+    with pytest.raises(ValueError):
+        bootstrap_ratio_interval([0.0], [0.0])

@@ -1,313 +1,390 @@
-"""The tiny results, all on the cost-model clock: the supervised table (streaming SFT model against
-the read-then-think baseline), the HRPO main table (read-then-think, SFT, GRPO, HRPO in text and
-speech mode and out of distribution), the paper's ablations, and the main models on a profile
-calibrated on this machine. Writes training/tiny/RESULTS.md with the command that printed it.
+"""The research tables of the tiny reasoners (issue 17), every figure with its 95 % interval and
+every comparison paired on the same stories, the choices made on validation only.
 
-    python training/tiny/results.py [--jobs 2]  # after build.sh, build_rtt.sh, build_hrpo.sh, synth
+    python training/tiny/results.py --stage valid [--jobs 2]  # after hrpo_runs.py --plan valid
+    python training/tiny/results.py --stage test [--jobs 2]   # after --plan seeds and build_rtt.sh
 
-Missing models or datasets are skipped (and named). Each report is cached in runs/results-cache,
-keyed by model weights, data, limit and profile, so a rerun only evaluates what changed.
-Last line: RESULT sft_text_acc=.. sft_speech_acc=.. ... hrpo_latency_vs_sft=..
+`--stage valid` evaluates seed 0 of every RL variant (training/tiny/hrpo_runs.py) on the
+validation stories (the valid split's first 300 and the free-wording "choose" half, pooled) and
+chooses by a rule fixed before any of them was evaluated: HRPO's variant (lambda, credit
+granularity, steps) and GRPO's step count are those with the highest pooled accuracy, a tie going
+to the shorter run and then to the default (lambda 0.5, stage credit). It writes the choice to
+training/tiny/choices.json; the seeds are then trained for the chosen variants only.
+
+`--stage test` reads the choice and evaluates, once per model, the 500 test stories of each regime
+(`paper`: 150 words per minute and the paper's cost profile; `bite`: 240 words per minute and the
+slow-decode profile, where thinking on every chunk falls behind the stream): the read-then-think
+baseline, the supervised bundled default (SFT, where the RL starts), GRPO and HRPO, 3 seeds each.
+Accuracy and rates get Wilson intervals (one run) or a bootstrap over stories (seeds averaged per
+story); latency and tokens a bootstrap over stories; HRPO against GRPO, and each against SFT, a
+paired bootstrap over stories with a sign-flip p-value. A method is called better only when the
+interval of the difference excludes zero; otherwise the line says "no difference resolved".
+
+Each evaluation is cached in runs/results-cache (per-story results, keyed by the weights, data,
+limit, mode and profile), so a rerun evaluates only what changed. Missing models are skipped and
+named. The tables go into training/tiny/RESULTS.md between this script's markers.
+Last line: RESULT ... (accuracy of each method and regime, and the verdicts)
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import shlex
 import sys
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
+import numpy as np
+
 from adasr_av.data.dataset import read_dataset
 from adasr_av.errors import AdasrError
-from adasr_av.evaluation import EvalReport, evaluate, summarise
+from adasr_av.evaluation import StoryResult, evaluate, save_evaluation, summarise
 from adasr_av.reasoner.loading import load_reasoner_model, resolve_source
 from adasr_av.reasoner.session import ReasonerOptions
+from adasr_av.stats import (
+    PairedDifference,
+    bootstrap_interval,
+    bootstrap_ratio_interval,
+    mean_and_spread,
+    paired_bootstrap,
+    wilson_interval,
+)
 from adasr_av.timing import CostModelClock, load_cost_model
 
 HERE = Path(__file__).resolve().parent
-CACHE = Path("runs/results-cache")
-CALIBRATED = HERE / "cost-cpu.json"  # adasr-av calibrate --model tiny-streaming-sft --out ...
+ROOT = HERE.parents[1]
+CACHE = ROOT / "runs" / "results-cache"
+CHOICES = HERE / "choices.json"
+RESULTS = HERE / "RESULTS.md"
+SEEDS = (0, 1, 2)
 
-MODELS = {  # label -> (model, mode)
-    "read-then-think": ("runs/tiny-rtt/final", "read-then-think"),
-    "SFT": ("tiny-streaming-sft", "streaming"),
-    "SFT + warm-up": ("runs/tiny-warmup/final", "streaming"),
-    "GRPO": ("runs/tiny-grpo/final", "streaming"),
-    "HRPO": ("runs/tiny-hrpo/final", "streaming"),
+
+@dataclass(frozen=True)
+class Regime:
+    label: str
+    valid: str
+    test: str
+    cost: str
+
+
+REGIMES = {
+    "paper": Regime("150 wpm, paper profile", "data/tiny/valid.jsonl", "data/tiny/test.jsonl", "paper"),
+    "bite": Regime(
+        "240 wpm, slow-decode profile (training/tiny/cost-slow.json: 0.12 s a decoded token)",
+        "data/tiny-fast/valid.jsonl",
+        "data/tiny-fast/test.jsonl",
+        "training/tiny/cost-slow.json",
+    ),
 }
-DATASETS = {
-    "test, text": "data/tiny/test.jsonl",
-    "test, speech": "data/tiny-speech/test.jsonl",
-    "ood, text": "data/tiny/ood.jsonl",
+FREE_CHOOSE = "data/free/choose.jsonl"  # python training/tiny/free_stories.py --out data/free
+SFT = "runs/tiny-robust-adaptive/final"  # the bundled default, byte for byte; where the RL starts
+RTT = "runs/tiny17-rtt/final"  # bash training/tiny/build_rtt.sh
+HRPO_VARIANTS = ("hrpo-20", "hrpo", "lam-1", "unit")  # in tie-break order: shorter, then the default
+GRPO_VARIANTS = ("grpo-20", "grpo")
+DESCRIBED = {
+    "hrpo-20": "HRPO, lambda 0.5, stage credit, 20 steps",
+    "hrpo": "HRPO, lambda 0.5, stage credit, 40 steps",
+    "lam-1": "HRPO, lambda 1, stage credit, 40 steps",
+    "unit": "HRPO, lambda 0.5, per-unit credit, 40 steps",
+    "grpo-20": "GRPO (lambda 0), 20 steps",
+    "grpo": "GRPO (lambda 0), 40 steps",
 }
-ABLATIONS = {  # title -> [(row label, run name in hrpo_runs.py)]
-    "Advantage granularity (lambda 0.5, all rewards)": [
-        ("stage", "hrpo"), ("per-unit", "unit"), ("boundary tokens", "boundary"),
-    ],
-    "Reward set (lambda 0.5, stage)": [
-        ("accuracy", "acc"), ("accuracy + format", "acc-format"), ("acc + format + time", "hrpo"),
-    ],
-    "Training length and learning rate (lambda 0.5, stage, all rewards)": [
-        ("40 steps, lr 5e-5", "hrpo"), ("80 steps, lr 5e-5", "hrpo-80"), ("40 steps, lr 1e-4", "lr-1e-4"),
-        ("GRPO, 40 steps", "grpo"), ("GRPO, 80 steps", "grpo-80"),
-    ],
-    "Lambda (stage, all rewards)": [
-        ("0 (GRPO)", "grpo"), ("0.3", "lam-0.3"), ("0.5", "hrpo"), ("0.7", "lam-0.7"), ("1", "lam-1"),
-    ],
-}  # fmt: skip
-COLUMNS = (
-    ("accuracy", "accuracy", ".3f"),
-    ("valid", "format_validity", ".3f"),
-    ("stream tok", "mean_stream_tokens", ".1f"),
-    ("deep tok", "mean_deep_tokens", ".1f"),
-    ("skip distractor", "skip_rate_distractor", ".3f"),
-    ("skip informative", "skip_rate_informative", ".3f"),
-    ("latency mean s", "answer_latency_mean_s", ".2f"),
-    ("latency p90 s", "answer_latency_p90_s", ".2f"),
-    ("overflow s", "overflow_mean_s", ".3f"),
-    ("max lag s", "max_lag_s", ".2f"),
-)
 
 
-class Evaluator:
-    """Evaluates (model, data) pairs once, through the on-disk cache."""
-
-    def __init__(self, cost: str, progress: bool):
-        self.cost, self.progress = cost, progress
-        self.clock = CostModelClock(load_cost_model(cost))
-        self.models: dict[str, tuple] = {}
-
-    def report(self, model: str, mode: str, data: str, limit: int) -> EvalReport | None:
-        try:
-            source = Path(resolve_source(model))
-        except AdasrError:
-            source = None
-        if source is None or not (source / "config.json").is_file():
-            print(f"skipping {model}: not found (see the recipes in training/tiny)", file=sys.stderr)
-            return None
-        if not Path(data).is_file():
-            print(f"skipping {data}: not found", file=sys.stderr)
-            return None
-        weights = next(source.glob("*.safetensors"))
-        stamp = [str(source.resolve()), weights.stat().st_mtime, data, Path(data).stat().st_size, limit, mode]
-        key = hashlib.sha1(json.dumps([*stamp, self.cost, str(self.clock.cost)]).encode()).hexdigest()[:16]
-        cached = CACHE / f"{key}.json"
-        if cached.is_file():
-            return EvalReport(**json.loads(cached.read_text()))
-        if model not in self.models:
-            self.models[model] = load_reasoner_model(str(source))
-        net, tokenizer = self.models[model]
-        stories = list(islice(read_dataset(data), limit))
-        results = evaluate(
-            net, tokenizer, stories, mode, ReasonerOptions(), self.clock, progress=self.progress
-        )
-        report = summarise(results, model=model, data=data, mode=mode, clock=self.clock)
-        CACHE.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(".partial")
-        tmp.write_text(json.dumps(asdict(report)))
-        tmp.replace(cached)
-        return report
+def run(regime: str, variant: str, seed: int) -> str:
+    return f"runs/tiny17-{regime}-{variant}-s{seed}/final"
 
 
-def table(first: list[str], rows: list[tuple[list[str], EvalReport]]) -> list[str]:
-    lines = ["| " + " | ".join([*first, "n", *(c for c, _, _ in COLUMNS)]) + " |"]
-    lines.append("|" + "---|" * (len(first) + 1 + len(COLUMNS)))
-    for cells, report in rows:
-        values = [
-            ("-" if getattr(report, a) is None else format(getattr(report, a), s)) for _, a, s in COLUMNS
-        ]
-        lines.append("| " + " | ".join([*cells, str(report.n), *values]) + " |")
-    return lines
+# --- evaluations, cached ----------------------------------------------------------------------------
+
+Job = tuple[str, str, str, str, int]  # (model, mode, data, cost profile, limit)
 
 
-def targets(reports: dict[tuple[str, str], EvalReport]) -> list[str]:
-    """Each target of issue 5 with the measured figures and whether it is met."""
-    get = {label: reports.get((label, "test, text")) for label in MODELS}
-    hrpo, sft, grpo = get["HRPO"], get["SFT"], get["GRPO"]
-    if not (hrpo and sft and grpo):
-        return ["(models missing)"]
-    latency, sft_latency = hrpo.answer_latency_mean_s, sft.answer_latency_mean_s
-    checks = [
-        ("HRPO accuracy >= SFT", f"{hrpo.accuracy:.3f} vs {sft.accuracy:.3f}", hrpo.accuracy >= sft.accuracy),
-        (
-            "HRPO accuracy >= GRPO",
-            f"{hrpo.accuracy:.3f} vs {grpo.accuracy:.3f}",
-            hrpo.accuracy >= grpo.accuracy,
-        ),
-        (
-            "HRPO latency <= 0.7 x SFT",
-            f"{latency:.2f} s = {latency / sft_latency:.2f} x {sft_latency:.2f} s",
-            latency <= 0.7 * sft_latency,
-        ),
-        (
-            "skip rate on distractors >= 0.80",
-            f"{hrpo.skip_rate_distractor:.3f}",
-            hrpo.skip_rate_distractor >= 0.8,
-        ),
-        (
-            "skip rate on informative chunks <= 0.10",
-            f"{hrpo.skip_rate_informative:.3f}",
-            hrpo.skip_rate_informative <= 0.1,
-        ),
+@functools.cache
+def _skipped(what: str, hint: str) -> None:
+    print(f"skipping {what}: {hint}", file=sys.stderr)
+
+
+def _cache_path(job: Job) -> Path | None:
+    """The cache file of a job, or None when its model or data is missing (named on stderr)."""
+    model, mode, data, cost, limit = job
+    try:
+        source = Path(resolve_source(model))
+    except AdasrError:
+        source = None
+    if source is None or not (source / "config.json").is_file():
+        return _skipped(model, "not trained yet (see training/tiny/hrpo_runs.py)")
+    if not (ROOT / data).is_file():
+        return _skipped(data, "not made yet (see this script's docstring)")
+    weights = sorted(source.glob("*.safetensors"))
+    stamp = [str(source.resolve()), [(w.name, w.stat().st_size, w.stat().st_mtime) for w in weights]]
+    stamp += [
+        data,
+        (ROOT / data).stat().st_size,
+        limit,
+        mode,
+        str(load_cost_model(ROOT / cost if cost != "paper" else cost)),
     ]
-    lines = ["| target | measured | met |", "|---|---|---|"]
-    return lines + [f"| {name} | {value} | {'yes' if ok else 'no'} |" for name, value, ok in checks]
+    return CACHE / f"{hashlib.sha1(json.dumps(stamp).encode()).hexdigest()[:16]}.json"
 
 
-Job = tuple[str, str, str, str, int]  # (cost profile, model, mode, data, limit)
-Row = tuple[list[str], Job]  # (the row's first cells, its evaluation)
+def evaluated(job: Job, progress: bool = False) -> list[StoryResult] | None:
+    """The per-story results of a job, from the cache or evaluated now (and cached)."""
+    path = _cache_path(job)
+    if path is None:
+        return None
+    if not path.is_file():
+        model, mode, data, cost, limit = job
+        clock = CostModelClock(load_cost_model(ROOT / cost if cost != "paper" else cost))
+        net, tokenizer = load_reasoner_model(str(ROOT / model) if (ROOT / model).is_dir() else model)
+        stories = list(islice(read_dataset(ROOT / data), limit))
+        results = evaluate(net, tokenizer, stories, mode, ReasonerOptions(), clock, progress=progress or None)
+        report = summarise(results, model=model, data=data, mode=mode, clock=clock)
+        save_evaluation(path, report, results)
+    return [StoryResult(**{**s, "violations": tuple(s["violations"]), "thoughts": tuple(s["thoughts"])})
+            for s in json.loads(path.read_text())["stories"]]  # fmt: skip
 
 
-def main_jobs(args) -> list[Row]:
-    return [
-        ([label, data_label], (args.cost, model, mode, data, args.limit))
-        for label, (model, mode) in MODELS.items()
-        for data_label, data in DATASETS.items()
-    ]
-
-
-def ablation_jobs(args, runs: list[tuple[str, str]]) -> list[Row]:
-    test = DATASETS["test, text"]
-    return [
-        ([label], (args.cost, f"runs/tiny-{run}/final", "streaming", test, args.ablation_limit))
-        for label, run in runs
-    ]
-
-
-def calibrated_jobs(args) -> list[Row]:
-    test = DATASETS["test, text"]
-    return [
-        ([label], (str(CALIBRATED), model, mode, test, args.calibrated_limit))
-        for label, (model, mode) in MODELS.items()
-    ]
-
-
-def planned(args) -> list[Job]:
-    """Every evaluation the tables ask for, once."""
-    rows = main_jobs(args) + [row for runs in ABLATIONS.values() for row in ablation_jobs(args, runs)]
-    if CALIBRATED.is_file():
-        rows += calibrated_jobs(args)
-    return list(dict.fromkeys(job for _, job in rows))
-
-
-def evaluated(evaluator: Evaluator, rows: list[Row]) -> Iterator[tuple[list[str], EvalReport]]:
-    """The rows whose model and data exist, with their reports, as each is ready."""
-    for cells, (_, *evaluation) in rows:
-        report = evaluator.report(*evaluation)
-        if report is not None:
-            yield cells, report
-
-
-def _fill_cache(job: Job) -> None:
+def _fill(job: Job) -> None:
     import torch
 
     torch.set_num_threads(1)
-    cost, *rest = job
-    Evaluator(cost, progress=False).report(*rest)
+    evaluated(job)
+
+
+def fill_cache(jobs: list[Job], workers: int) -> None:
+    """Evaluate what the cache lacks, `workers` evaluations side by side (one thread each)."""
+    jobs = list(dict.fromkeys(jobs))
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            list(pool.map(_fill, jobs))
+
+
+# --- a method's figures over its seeds ---------------------------------------------------------------
+
+
+@dataclass
+class Method:
+    """One method's per-story results, one list per seed, on the same stories in the same order."""
+
+    label: str
+    runs: list[list[StoryResult]]
+
+    def matrix(self, field: str) -> np.ndarray:
+        return np.array([[float(getattr(r, field)) for r in results] for results in self.runs])
+
+    @property
+    def n(self) -> int:
+        return len(self.runs[0])
+
+    def accuracy_cell(self) -> str:
+        correct = self.matrix("correct")
+        if len(self.runs) == 1:
+            low, high = wilson_interval(int(correct.sum()), self.n)
+            return f"{correct.mean():.3f} [{low:.3f}, {high:.3f}]"
+        mean, spread = mean_and_spread(correct.mean(axis=1))
+        low, high = bootstrap_interval(correct.mean(axis=0))
+        return f"{mean:.3f} ± {spread:.3f} [{low:.3f}, {high:.3f}]"
+
+    def mean_cell(self, field: str, spec: str) -> str:
+        per_story = self.matrix(field).mean(axis=0)
+        low, high = bootstrap_interval(per_story)
+        return f"{per_story.mean():{spec}} [{low:{spec}}, {high:{spec}}]"
+
+    def rate_cell(self, kind: str) -> str:
+        """The skip rate on `kind` chunks (distractor or informative), pooled over the chunks of
+        the stories with gold flags (the free-wording stories have none)."""
+        chunks = [[getattr(r, f"{kind}_chunks") for r in results] for results in self.runs]
+        skips = [[getattr(r, f"{kind}_skips") for r in results] for results in self.runs]
+        gold = [i for i in range(self.n) if all(row[i] is not None for row in chunks)]
+        c = np.array([[row[i] for i in gold] for row in chunks], dtype=float).sum(axis=0)
+        s = np.array([[row[i] for i in gold] for row in skips], dtype=float).sum(axis=0)
+        if not gold or not c.sum():
+            return "-"
+        if len(self.runs) == 1:
+            low, high = wilson_interval(int(s.sum()), int(c.sum()))
+        else:
+            low, high = bootstrap_ratio_interval(s, c)
+        return f"{s.sum() / c.sum():.3f} [{low:.3f}, {high:.3f}]"
+
+
+COLUMNS = ["method", "seeds", "n", "accuracy [95 %]", "valid format", "stream tokens", "deep tokens",
+           "skip distractor", "skip informative", "latency mean s", "overflow mean s"]  # fmt: skip
+
+
+def method_row(method: Method) -> str:
+    cells = [
+        method.label,
+        str(len(method.runs)),
+        str(method.n),
+        method.accuracy_cell(),
+        f"{method.matrix('valid').mean():.3f}",
+        method.mean_cell("stream_tokens", ".1f"),
+        method.mean_cell("deep_tokens", ".1f"),
+        method.rate_cell("distractor"),
+        method.rate_cell("informative"),
+        method.mean_cell("answer_latency_s", ".2f"),
+        method.mean_cell("overflow_s", ".2f"),
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def table(methods: list[Method]) -> list[str]:
+    return ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS), *map(method_row, methods)]
+
+
+def compare(a: Method, b: Method, field: str) -> PairedDifference:
+    return paired_bootstrap(a.matrix(field), b.matrix(field), names=(a.label, b.label))
+
+
+def comparison_lines(pairs: list[tuple[Method, Method]]) -> list[str]:
+    lines = ["| comparison | metric | A - B [95 %] | p | verdict |", "|---|---|---|---|---|"]
+    for a, b in pairs:
+        for field, name, spec in (("correct", "accuracy", ".3f"), ("answer_latency_s", "latency s", ".2f"),
+                                  ("overflow_s", "overflow s", ".2f")):  # fmt: skip
+            d = compare(a, b, field)
+            low, high = d.interval
+            lines.append(
+                f"| {a.label} vs {b.label} | {name} | {d.difference:+{spec}} [{low:+{spec}}, {high:+{spec}}] "
+                f"| {d.p:.3f} | {d.verdict} |"
+            )
+    return lines
+
+
+def pooled(results: list[list[StoryResult] | None]) -> list[StoryResult] | None:
+    return None if any(r is None for r in results) else [s for r in results for s in r]
+
+
+# --- stages -------------------------------------------------------------------------------------------
+
+
+def valid_jobs(limit: int) -> list[Job]:
+    regime = REGIMES["paper"]
+    models = [run("paper", v, 0) for v in (*HRPO_VARIANTS, *GRPO_VARIANTS)] + [SFT]
+    return [
+        (model, "streaming", data, regime.cost, n)
+        for model in models
+        for data, n in ((regime.valid, limit), (FREE_CHOOSE, 30))
+    ]
+
+
+def stage_valid(args) -> tuple[list[str], dict[str, str]]:
+    regime = REGIMES["paper"]
+    fill_cache(valid_jobs(args.valid_limit), args.jobs)
+
+    def method(label: str, model: str) -> Method | None:
+        both = [evaluated((model, "streaming", d, regime.cost, n)) for d, n in
+                ((regime.valid, args.valid_limit), (FREE_CHOOSE, 30))]  # fmt: skip
+        results = pooled(both)
+        return None if results is None else Method(label, [results])
+
+    sft = method("SFT (bundled default)", SFT)
+    candidates = {v: method(DESCRIBED[v], run("paper", v, 0)) for v in (*HRPO_VARIANTS, *GRPO_VARIANTS)}
+    present = [m for m in [sft, *candidates.values()] if m is not None]
+    lines = [
+        f"Validation: the valid split's first {args.valid_limit} stories and the 30 free-wording "
+        f"'choose' stories, pooled; regime `paper`; seed 0 of each variant.",
+        "",
+        *table(present),
+    ]
+    choices: dict[str, str] = {}
+    for family, variants in (("hrpo", HRPO_VARIANTS), ("grpo", GRPO_VARIANTS)):
+        scored = [(v, candidates[v]) for v in variants if candidates[v] is not None]
+        if len(scored) < len(variants):
+            missing = [v for v in variants if candidates[v] is None]
+            lines += ["", f"{family}: no choice yet (runs missing: {', '.join(missing)})"]
+            continue
+        best = max(scored, key=lambda vm: (vm[1].matrix("correct").mean(), -variants.index(vm[0])))
+        choices[family] = best[0]
+        lines += [
+            "",
+            f"Chosen for {family.upper()}: `{best[0]}` ({DESCRIBED[best[0]]}); paired against the others:",
+        ]
+        lines += ["", *comparison_lines([(best[1], m) for v, m in scored if v != best[0]])]
+    if sft is not None:
+        chosen = [candidates[c] for c in choices.values()]
+        lines += ["", "Each chosen variant against the supervised model it started from:", ""]
+        lines += comparison_lines([(m, sft) for m in chosen]) if chosen else ["(no choice yet)"]
+    if len(choices) == 2:
+        CHOICES.write_text(json.dumps(choices, indent=2) + "\n")
+        lines += ["", f"Written to `{CHOICES.relative_to(ROOT)}`: {json.dumps(choices)}"]
+    return lines, {f"valid_{k}": v for k, v in choices.items()}
+
+
+def test_jobs(choices: dict[str, str], limit: int) -> list[Job]:
+    jobs = []
+    for name, regime in REGIMES.items():
+        jobs.append((RTT, "read-then-think", regime.test, regime.cost, limit))
+        jobs.append((SFT, "streaming", regime.test, regime.cost, limit))
+        for family in ("grpo", "hrpo"):
+            jobs += [
+                (run(name, choices[family], s), "streaming", regime.test, regime.cost, limit) for s in SEEDS
+            ]
+    return jobs
+
+
+def seeded_method(label: str, models: list[str], mode: str, regime: Regime, limit: int) -> Method | None:
+    """A method over the runs (seeds) among `models` that exist, on the regime's test stories."""
+    runs = [evaluated((m, mode, regime.test, regime.cost, limit)) for m in models]
+    runs = [r for r in runs if r is not None]
+    return Method(label, runs) if runs else None
+
+
+def stage_test(args) -> tuple[list[str], dict[str, str]]:
+    if not CHOICES.is_file():
+        raise SystemExit(f"results: {CHOICES.relative_to(ROOT)} is missing: run --stage valid first")
+    choices = json.loads(CHOICES.read_text())
+    fill_cache(test_jobs(choices, args.limit), args.jobs)
+    lines, figures = [], {}
+    for name, regime in REGIMES.items():
+        at = (regime, args.limit)
+        rtt = seeded_method("read-then-think", [RTT], "read-then-think", *at)
+        sft = seeded_method("SFT (bundled default)", [SFT], "streaming", *at)
+        runs = {family: [run(name, choices[family], s) for s in SEEDS] for family in ("grpo", "hrpo")}
+        grpo = seeded_method(f"GRPO (`{choices['grpo']}`)", runs["grpo"], "streaming", *at)
+        hrpo = seeded_method(f"HRPO (`{choices['hrpo']}`)", runs["hrpo"], "streaming", *at)
+        present = [m for m in (rtt, sft, grpo, hrpo) if m is not None]
+        lines += ["", f"### Regime `{name}`: {regime.label}; test, first {args.limit} stories", ""]
+        lines += table(present) if present else ["(no model evaluated yet)"]
+        pairs = [(a, b) for a, b in ((hrpo, grpo), (hrpo, sft), (grpo, sft), (sft, rtt)) if a and b]
+        lines += ["", *comparison_lines(pairs)] if pairs else []
+        for key, m in (("rtt", rtt), ("sft", sft), ("grpo", grpo), ("hrpo", hrpo)):
+            if m is not None:
+                figures[f"{name}_{key}_acc"] = f"{m.matrix('correct').mean():.3f}"
+        if hrpo and grpo:
+            figures[f"{name}_hrpo_vs_grpo"] = compare(hrpo, grpo, "correct").verdict.replace(" ", "_")
+    return lines, figures
+
+
+def write_section(stage: str, lines: list[str], command: str) -> None:
+    """Replace this stage's part of RESULTS.md (between its markers), or add it at the end."""
+    start, end = f"<!-- results.py --stage {stage} -->", f"<!-- /results.py --stage {stage} -->"
+    body = "\n".join([start, "", f"Printed by `{command}`.", "", *lines, "", end])
+    text = RESULTS.read_text() if RESULTS.is_file() else "# Tiny models: results\n"
+    if start in text and end in text:
+        text = text[: text.index(start)] + body + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + body + "\n"
+    RESULTS.write_text(text)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--limit", type=int, default=150, help="stories per dataset, main tables")
-    parser.add_argument("--ablation-limit", type=int, default=100, help="test stories per ablation run")
-    parser.add_argument("--calibrated-limit", type=int, default=50, help="test stories, calibrated profile")
-    parser.add_argument("--cost", default="paper", help="cost profile: paper or a calibrate JSON")
-    parser.add_argument("--out", default=str(HERE / "RESULTS.md"))
+    parser.add_argument("--stage", choices=["valid", "test"], required=True)
+    parser.add_argument("--limit", type=int, default=500, help="test stories per regime")
+    parser.add_argument("--valid-limit", type=int, default=300, help="valid-split stories")
     parser.add_argument("--jobs", type=int, default=1, help="evaluations side by side, one thread each")
     args = parser.parse_args()
-    if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs) as pool:
-            list(pool.map(_fill_cache, planned(args)))
-    progress = sys.stderr.isatty()
-    paper = Evaluator(args.cost, progress)
-
-    main_rows = []
-    for row in evaluated(paper, main_jobs(args)):
-        main_rows.append(row)
-        print(table(["model", "data"], [row])[-1], flush=True)
-    reports = {tuple(cells): report for cells, report in main_rows}
-
-    supervised = [(c, r) for c, r in main_rows if c[0] in ("read-then-think", "SFT")]
-    sections = [
-        "## Supervised: streaming against read-then-think (issue 4)",
-        "",
-        *table(["model", "data"], supervised),
-    ]
-    sections += ["", "## Main table: read-then-think, SFT, SFT + adaptive warm-up, GRPO, HRPO (issue 5)", ""]
-    sections += table(["model", "data"], main_rows)
-
-    for title, runs in ABLATIONS.items():
-        rows = list(evaluated(paper, ablation_jobs(args, runs)))
-        sections += ["", f"## Ablation: {title}; test, text, first {args.ablation_limit} stories", ""]
-        sections += (
-            table(["variant"], rows) if rows else ["(runs missing: python training/tiny/hrpo_runs.py)"]
-        )
-
-    if CALIBRATED.is_file():
-        calibrated = Evaluator(str(CALIBRATED), progress)
-        rows = list(evaluated(calibrated, calibrated_jobs(args)))
-        name = calibrated.clock.cost.name
-        sections += [
-            "",
-            f"## Main models on the calibrated profile `{name}` (this CPU); test, text, first "
-            f"{args.calibrated_limit} stories",
-            "",
-        ]
-        sections += table(["model"], rows)
-
-    sections += ["", "## Issue 5 targets (test, text)", "", *targets(reports)]
-
-    figures = {}
-    for key, (label, data_label, attr) in {
-        "sft_text_acc": ("SFT", "test, text", "accuracy"),
-        "sft_speech_acc": ("SFT", "test, speech", "accuracy"),
-        "sft_ood_acc": ("SFT", "ood, text", "accuracy"),
-        "rtt_text_acc": ("read-then-think", "test, text", "accuracy"),
-        "warmup_text_acc": ("SFT + warm-up", "test, text", "accuracy"),
-        "grpo_text_acc": ("GRPO", "test, text", "accuracy"),
-        "hrpo_text_acc": ("HRPO", "test, text", "accuracy"),
-        "hrpo_speech_acc": ("HRPO", "test, speech", "accuracy"),
-        "hrpo_skip_distractor": ("HRPO", "test, text", "skip_rate_distractor"),
-        "hrpo_skip_informative": ("HRPO", "test, text", "skip_rate_informative"),
-    }.items():
-        value = getattr(reports.get((label, data_label)), attr, None)
-        if value is not None:
-            figures[key] = f"{value:.3f}"
-    ratios = {
-        "rtt_latency_vs_sft": ("read-then-think", "SFT"),
-        "hrpo_latency_vs_sft": ("HRPO", "SFT"),
-        "hrpo_latency_vs_warmup": ("HRPO", "SFT + warm-up"),
-    }
-    for key, (a, b) in ratios.items():
-        ra, rb = reports.get((a, "test, text")), reports.get((b, "test, text"))
-        if ra and rb:
-            figures[key] = f"{ra.answer_latency_mean_s / rb.answer_latency_mean_s:.2f}"
-
-    command = "python " + " ".join(shlex.quote(a) for a in [str(Path(sys.argv[0])), *sys.argv[1:]])
-    result = "RESULT " + " ".join(f"{k}={v}" for k, v in figures.items())
-    text = [
-        "# Tiny models: results",
-        "",
-        f"Printed by `{command}`: cost-model clock, profile `{paper.clock.cost.name}` unless a section",
-        f"says otherwise, greedy decoding, the first {args.limit} stories of each split. Latency is the",
-        "answer latency after the stream ends and overflow the streaming work that delayed the next",
-        "chunk, both in stream seconds; skip rates are pooled over chunks.",
-        "",
-        *sections,
-        "",
-        "```",
-        result,
-        "```",
-        "",
-    ]
-    Path(args.out).write_text("\n".join(text))
-    print(result)
+    lines, figures = (stage_valid if args.stage == "valid" else stage_test)(args)
+    command = "python " + " ".join(shlex.quote(a) for a in ["training/tiny/results.py", *sys.argv[1:]])
+    write_section(args.stage, lines, command)
+    print("\n".join(lines))
+    print("RESULT " + " ".join(f"{k}={v}" for k, v in figures.items()))
 
 
 if __name__ == "__main__":
