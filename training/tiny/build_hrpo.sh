@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
-# HRPO on the bundled domain: the adaptive warm-up of the supervised tiny model (bundled as
-# tiny-streaming-sft; training/tiny/warmup.toml), the main runs and the paper's ablations
-# (training/tiny/hrpo_runs.py), the HRPO model copied into the package as the default reasoner
-# (tiny-streaming), then every table of RESULTS.md.
+# The RL research runs of issue 17, from the bundled default (runs/tiny-robust-adaptive/final, made
+# by robust-adaptive.toml): seed 0 of every variant, the choice on validation only
+# (results.py --stage valid writes training/tiny/choices.json), three seeds of GRPO and of the
+# chosen HRPO in both regimes, the read-then-think baseline, and the test tables, read once.
 #     bash training/tiny/build_hrpo.sh [--jobs 2]
-# Needs data/tiny (make_data.sh) and, for the speech rows, data/tiny-speech; an interrupted build
-# resumes where it stopped.
+# Needs data/tiny, data/tiny-fast and data/free (see RESULTS.md); an interrupted build resumes
+# where it stopped. Nothing is copied into the package: a model replaces the bundled default only
+# by the validation rule in RESULTS.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
-ADASR=${ADASR:-.venv/bin/adasr-av}
 start=$SECONDS
-$ADASR train sft --config training/tiny/warmup.toml --no-progress
-$PY training/tiny/hrpo_runs.py "$@"
-dest=adasr_av/models/tiny-streaming
-$PY -m adasr_av.training.export runs/tiny-hrpo/final "$dest"
-$PY training/tiny/results.py
-echo "HRPO model bundled in $dest; results in training/tiny/RESULTS.md; $(( (SECONDS - start) / 60 )) min"
+$PY training/tiny/hrpo_runs.py --plan valid "$@"
+$PY training/tiny/results.py --stage valid "$@"
+read -r hrpo grpo < <($PY -c "import json; c = json.load(open('training/tiny/choices.json')); print(c['hrpo'], c['grpo'])")
+$PY training/tiny/hrpo_runs.py --plan seeds --variant "$hrpo" --grpo-variant "$grpo" "$@"
+bash training/tiny/build_rtt.sh
+$PY training/tiny/results.py --stage test "$@"
+echo "tables in training/tiny/RESULTS.md; $(( (SECONDS - start) / 60 )) min"

@@ -3,7 +3,7 @@ regimes, with seeds; each run is `adasr-av train hrpo --config training/tiny/hrp
 keys overridden. A run is named REGIME-VARIANT-sSEED and lives in runs/tiny17-<name>.
 
     python training/tiny/hrpo_runs.py --plan valid     # seed 0 of every variant (the choices)
-    python training/tiny/hrpo_runs.py --plan seeds --variant hrpo  # 3 seeds of GRPO and the chosen
+    python training/tiny/hrpo_runs.py --plan seeds --variant hrpo --grpo-variant grpo  # 3 seeds each
     python training/tiny/hrpo_runs.py --only paper-hrpo-s0,bite-grpo-s1
 
 Regimes: `paper` (150 words per minute, the paper's cost profile, tau 1 s) and `bite` (240 words
@@ -102,21 +102,22 @@ def train(name: str, adasr: str) -> int:
     return code
 
 
-def seed_runs(variant: str) -> list[str]:
-    """GRPO and `variant` (the HRPO chosen on validation), every seed, both regimes."""
-    return [f"{regime}-{v}-s{seed}" for regime in REGIMES for seed in SEEDS for v in ("grpo", variant)]
+def seed_runs(hrpo: str, grpo: str) -> list[str]:
+    """The GRPO and HRPO variants chosen on validation, every seed, both regimes."""
+    return [f"{regime}-{v}-s{seed}" for regime in REGIMES for seed in SEEDS for v in (grpo, hrpo)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--plan", choices=[*PLANS, "seeds"], help="a named set of runs")
     parser.add_argument("--variant", default="hrpo", help="--plan seeds: the HRPO variant chosen on valid")
+    parser.add_argument("--grpo-variant", default="grpo", help="--plan seeds: the GRPO variant chosen")
     parser.add_argument("--only", help="comma-separated run names")
     parser.add_argument("--jobs", type=int, default=1, help="runs side by side, one thread each")
     parser.add_argument("--adasr", default=str(ROOT / ".venv" / "bin" / "adasr-av"))
     args = parser.parse_args()
     if args.plan == "seeds":
-        names = seed_runs(args.variant)
+        names = seed_runs(args.variant, args.grpo_variant)
     elif args.plan:
         names = PLANS[args.plan]
     elif args.only:
