@@ -121,7 +121,9 @@ def paired_bootstrap(
     sampled; a bootstrap p-value would call a single discordant story significant)."""
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1] or x.shape[1] == 0:
-        raise ValueError(f"paired bootstrap needs [seed][story] arrays on the same stories: {x.shape}, {y.shape}")
+        raise ValueError(
+            f"paired bootstrap needs [seed][story] arrays on the same stories: {x.shape}, {y.shape}"
+        )
     per_story = x.mean(axis=0) - y.mean(axis=0)
     diffs = per_story[_resamples(per_story.size, resamples, seed)].mean(axis=1)
     low, high = np.percentile(diffs, [2.5, 97.5])
