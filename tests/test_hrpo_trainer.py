@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import random
+from dataclasses import dataclass
 
 import pytest
 import torch
@@ -483,3 +485,188 @@ def test_updates_raise_the_accuracy_on_a_story_the_policy_half_knows():
         _update(model.train(), optimizer, accelerator, [group], 0, config.hrpo,
                 config.train, None, config.rollout.temperature)  # fmt: skip
     assert accuracy[0] <= 0.5 and min(accuracy[-3:]) >= 0.75, accuracy
+
+
+# --- the update: log-probs at loss positions, accumulation, checkpointing, token budgets -------------
+
+
+@dataclass
+class _ViewRollout:
+    """What `_update` reads of a rollout: one model view and its targets (no session needed)."""
+
+    tokens: list[int]
+    mask: list[bool]
+
+    def model_views(self, advantages):
+        return [(self.tokens, self.mask, advantages)]
+
+    def model_targets(self):
+        return [self.tokens]
+
+
+def synthetic_groups(vocab: int, n_groups: int = 2, group_size: int = 4, seed: int = 0):
+    """Groups of rollouts of different lengths, environment tokens among them, mixed advantages."""
+    rng = random.Random(seed)
+    groups = []
+    for _ in range(n_groups):
+        rollouts, advantages = [], []
+        for _ in range(group_size):
+            n = rng.randint(5, 18)
+            tokens = [rng.randrange(3, vocab) for _ in range(n)]
+            rollouts.append(_ViewRollout(tokens, [i > 0 and rng.random() < 0.7 for i in range(n)]))
+            advantages.append([rng.choice([-1.0, 0.5, 1.0]) for _ in range(n)])
+        groups.append(trainer.RolloutGroup(rollouts, advantages, [0.0] * group_size))
+    return groups
+
+
+def plain_logprobs(model, batch: dict, temperature: float) -> torch.Tensor:
+    """The computation before chunking: full-vocabulary fp32 log-softmax at every position."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logp = torch.log_softmax(logits[:, :-1].float() / temperature, dim=-1)
+    return logp.gather(-1, batch["targets"][:, :, None]).squeeze(-1)
+
+
+def updated(model, groups, o: ObjectiveConfig, t, record: dict | None = None):
+    """`model` after one `_update` on `groups` through a CPU accelerator; `record` collects the
+    inner optimizer's steps and `sync_gradients` at every backward. SGD: the weights move by the
+    gradient itself (Adam's first step is lr times its sign, which float noise can flip)."""
+    from accelerate import Accelerator
+
+    record = {} if record is None else record
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    step = optimizer.step
+    record["steps"], record["syncs"] = 0, []
+
+    def counting_step(*args, **kwargs):
+        record["steps"] += 1
+        return step(*args, **kwargs)
+
+    optimizer.step = counting_step
+    accelerator = Accelerator()
+    prepared, optimizer = accelerator.prepare(model, optimizer)
+    backward = accelerator.backward
+
+    def recording_backward(loss, **kwargs):
+        record["syncs"].append(accelerator.sync_gradients)
+        return backward(loss, **kwargs)
+
+    accelerator.backward = recording_backward
+    trainer._update(prepared, optimizer, accelerator, groups, 0, o, t, None, 0.7)
+    return accelerator.unwrap_model(prepared)
+
+
+def summed_update(model, groups, o: ObjectiveConfig, t):
+    """The update as one batch of every rollout and the pre-chunking log-probs: each pass one
+    gradient of the token mean, clipped, one SGD step."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    (rows,) = trainer._micro_rows(groups, 10**6)
+    batch = trainer._micro_batch(rows, 0, "cpu")
+    model.eval()
+    with torch.no_grad():
+        old = plain_logprobs(model, batch, 0.7)
+    for _ in range(o.updates_per_batch):
+        loss, _ = clipped_surrogate(
+            plain_logprobs(model, batch, 0.7),
+            old,
+            batch["advantages"],
+            batch["loss_mask"],
+            o.eps_low,
+            o.eps_high,
+        )
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), t.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad()
+    return model
+
+
+def assert_close_weights(a, b, atol=1e-5):
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        torch.testing.assert_close(x, y, atol=atol, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("arch_name", ["qwen3", "gpt2", "gpt2-lora"])
+def test_chunked_logprobs_at_loss_positions_equal_the_full_softmax(tokenizer, arch_name):
+    """Values and gradients: only the chosen positions are scored (the rest 0), chunk by chunk."""
+    from adasr_av.reasoner.scratch import build_model
+    from adasr_av.training.model_setup import ModelConfig, with_lora
+
+    model = build_model(tokenizer, arch_name.split("-")[0], hidden=32, layers=2)
+    if arch_name.endswith("lora"):  # peft wraps the head with its trainable protocol-token rows
+        model = with_lora(model, tokenizer, ModelConfig(lora=True, lora_r=4, lora_targets=["c_attn"]))
+    (rows,) = trainer._micro_rows(synthetic_groups(len(tokenizer), 1), 10**6)
+    batch = trainer._micro_batch(rows, 0, "cpu")
+    positions = batch["loss_mask"].bool()
+    ids, attention, targets = batch["input_ids"], batch["attention_mask"], batch["targets"]
+    trainable = [p for p in model.parameters() if p.requires_grad]
+
+    def grads(logp):
+        return torch.autograd.grad((logp * batch["advantages"]).sum(), trainable)
+
+    chunked = token_logprobs(model, ids, attention, 0.7, targets, positions=positions, chunk=5)
+    plain = plain_logprobs(model, batch, 0.7) * positions
+    torch.testing.assert_close(chunked, plain, atol=1e-5, rtol=1e-5)
+    assert positions.sum() > 5 and torch.all(chunked[~positions] == 0)
+    for x, y in zip(grads(chunked), grads(plain), strict=True):
+        torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("updates_per_batch", [1, 2])
+def test_one_optimizer_step_per_pass_and_the_update_of_the_summed_gradients(tokenizer, updates_per_batch):
+    """Eight rollouts in micro-batches of 3: gradients sync on the last micro-batch of a pass only
+    (where DeepSpeed steps), the optimizer steps once a pass, and the weights are those of one
+    gradient over all the rollouts' tokens (the pre-chunking log-probs) per pass."""
+    from adasr_av.reasoner.scratch import build_model
+
+    model = build_model(tokenizer, "qwen3", hidden=32, layers=2)
+    groups = synthetic_groups(len(tokenizer))
+    o = ObjectiveConfig(updates_per_batch=updates_per_batch)
+    t = trainer.HRPOTrainConfig(micro_batch=3, max_grad_norm=0.5)
+    record = {}
+    got = updated(copy.deepcopy(model), groups, o, t, record)
+    assert record["steps"] == updates_per_batch
+    assert record["syncs"] == ([False, False, True] * updates_per_batch)
+    assert_close_weights(got, summed_update(copy.deepcopy(model), groups, o, t))
+    assert not torch.allclose(got.lm_head.weight, model.lm_head.weight)
+
+
+def test_a_token_budget_gives_the_same_update_as_fixed_size_micro_batches(tokenizer):
+    from adasr_av.reasoner.scratch import build_model
+
+    model = build_model(tokenizer, "gpt2", hidden=32, layers=2)
+    groups = synthetic_groups(len(tokenizer))
+    budget = trainer._micro_rows(groups, 8, max_tokens=40)
+    assert len(budget) > 3 and sorted(len(v[0]) for b in budget for v in b) == sorted(
+        len(r.tokens) for g in groups for r in g.rollouts
+    )
+    assert all(len(b) == 1 or len(b) * max(len(v[0]) for v in b) <= 40 for b in budget)
+    o = ObjectiveConfig(updates_per_batch=2)
+    fixed = updated(copy.deepcopy(model), groups, o, trainer.HRPOTrainConfig(micro_batch=8))
+    record = {}
+    by_tokens = updated(
+        copy.deepcopy(model), groups, o, trainer.HRPOTrainConfig(micro_batch=8, micro_batch_tokens=40), record
+    )
+    assert record["steps"] == 2 and len(record["syncs"]) == 2 * len(budget)
+    assert_close_weights(fixed, by_tokens)
+
+
+def test_gradient_checkpointing_recomputes_layers_in_eval_and_gives_the_same_update(tokenizer):
+    """GPT-2 has dropout: the update runs in eval mode, and checkpointing must still run there."""
+    from adasr_av.reasoner.scratch import build_model
+    from adasr_av.training.model_setup import checkpoint_activations
+
+    model = build_model(tokenizer, "gpt2", hidden=32, layers=2)
+    assert model.config.resid_pdrop > 0
+    groups = synthetic_groups(len(tokenizer))
+    o, t = ObjectiveConfig(), trainer.HRPOTrainConfig(micro_batch=4, gradient_checkpointing=True)
+    checkpointed = copy.deepcopy(model)
+    checkpoint_activations(checkpointed)
+    calls = []
+    for layer in checkpointed.transformer.h:
+        inner = layer._gradient_checkpointing_func
+        layer._gradient_checkpointing_func = lambda *a, inner=inner, **k: calls.append(1) or inner(*a, **k)
+    got = updated(checkpointed, groups, o, t)
+    assert len(calls) == 2 * 2  # two layers, two micro-batches: the differentiated forwards only
+    assert_close_weights(
+        got, updated(copy.deepcopy(model), groups, o, trainer.HRPOTrainConfig(micro_batch=4))
+    )

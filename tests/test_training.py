@@ -289,6 +289,88 @@ def test_sft_lora_on_an_existing_model(data_dir):
     assert (data_dir / "lora" / "final" / "config.json").is_file()
 
 
+def test_sft_with_gradient_checkpointing_and_accumulation_trains_the_same_model(data_dir):
+    """Checkpointed layers recompute in backward: the same weights after steps of two accumulated
+    micro-batches each, one optimizer step per `grad_accum` batches as the step count says."""
+    plain = _config(data_dir, "accumulated", 3, grad_accum=2, batch_size=2)
+    checkpointed = _config(
+        data_dir, "checkpointed", 3, grad_accum=2, batch_size=2, gradient_checkpointing="true"
+    )
+    for config in (plain, checkpointed):
+        assert main(["train", "sft", "--config", config, "--no-progress"]) == 0
+    assert [r["step"] for r in _log(data_dir / "checkpointed") if "loss" in r] == [1, 2, 3]
+    assert_same_weights(data_dir / "accumulated" / "final", data_dir / "checkpointed" / "final")
+
+
+@pytest.mark.parametrize("arch", ["qwen3", "gpt2"])
+def test_gradient_checkpointing_gives_the_same_gradients(tokenizer, arch):
+    import copy
+
+    from adasr_av.reasoner.scratch import build_model
+    from adasr_av.training.model_setup import checkpoint_activations
+
+    model = build_model(tokenizer, arch, hidden=32, layers=2).train()
+    checkpointed = copy.deepcopy(model)
+    checkpoint_activations(checkpointed)
+    calls = []
+    for layer in [m for m in checkpointed.modules() if getattr(m, "gradient_checkpointing", False)]:
+        inner = layer._gradient_checkpointing_func
+        layer._gradient_checkpointing_func = lambda *a, inner=inner, **k: calls.append(1) or inner(*a, **k)
+    ids = torch.randint(3, len(tokenizer), (2, 24))
+    grads = []
+    for m in (model, checkpointed):
+        torch.manual_seed(1)  # GPT-2's dropout: the same masks (the recompute replays its RNG state)
+        m(input_ids=ids, labels=ids).loss.backward()
+        grads.append([p.grad for p in m.parameters()])
+    assert len(calls) == 2  # each of the two layers ran checkpointed
+    for x, y in zip(*grads, strict=True):
+        torch.testing.assert_close(x, y, atol=1e-6, rtol=1e-5)
+
+
+def test_the_toml_fills_deepspeeds_batch_settings():
+    """accelerate refuses DeepSpeed without a micro-batch size when no dataloader is prepared, and
+    the YAML's accumulation count would override the TOML's: the trainers write the TOML's."""
+    from types import SimpleNamespace
+
+    import yaml
+    from accelerate.utils import DeepSpeedPlugin, DistributedType
+
+    from adasr_av.hrpo.trainer import _nominal_micro_batches
+    from adasr_av.training.model_setup import fit_backend
+
+    launch = yaml.safe_load(Path("training/qwen3/accelerate/deepspeed-zero2.yaml").read_text())
+    world, yaml_accumulation = (
+        launch["num_processes"],
+        launch["deepspeed_config"]["gradient_accumulation_steps"],
+    )
+    sft = load_config("training/qwen3/sft-lora-4b.toml", SFTConfig).train
+    hrpo = load_config("training/qwen3/hrpo-4b.toml", HRPOConfig)
+    cases = [
+        (sft.batch_size, sft.grad_accum, sft.max_grad_norm),
+        (
+            hrpo.train.micro_batch,
+            _nominal_micro_batches(hrpo, SimpleNamespace(num_processes=world)),
+            hrpo.train.max_grad_norm,
+        ),
+    ]
+    assert cases[1][1] == 12  # 16 prompts over 8 GPUs, 12 rollouts each, 2 to a micro-batch
+    for micro, accumulation, clip in cases:
+        plugin = DeepSpeedPlugin(**launch["deepspeed_config"])
+        accelerator = SimpleNamespace(
+            distributed_type=DistributedType.DEEPSPEED, state=SimpleNamespace(deepspeed_plugin=plugin),
+            num_processes=world, gradient_accumulation_steps=yaml_accumulation,
+        )  # fmt: skip
+        fit_backend(accelerator, micro, accumulation, clip)
+        ds = plugin.deepspeed_config
+        assert not plugin.is_auto("train_micro_batch_size_per_gpu") and not plugin.is_auto("train_batch_size")
+        assert (ds["train_micro_batch_size_per_gpu"], ds["gradient_accumulation_steps"]) == (
+            micro,
+            accumulation,
+        )
+        assert ds["train_batch_size"] == micro * accumulation * world and ds["gradient_clipping"] == clip
+        assert accelerator.gradient_accumulation_steps == accumulation
+
+
 def test_sft_bad_dataset_line_names_file_and_line(tmp_path, capsys):
     _write_data(tmp_path, 3)
     path = tmp_path / "train.jsonl"

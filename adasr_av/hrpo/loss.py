@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
 
 @dataclass(frozen=True)
@@ -52,19 +53,66 @@ def policy_batch(
     return PolicyBatch(ids, attention, loss_mask[:, 1:], adv[:, 1:], chosen[:, 1:])
 
 
+LOGPROB_CHUNK = 1024  # scored positions whose full-vocabulary logits exist at once (fp32: 4 B x vocab each)
+
+
 def token_logprobs(
     model,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
     temperature: float = 1.0,
     targets: torch.Tensor | None = None,
+    positions: torch.Tensor | None = None,
+    chunk: int = LOGPROB_CHUNK,
 ) -> torch.Tensor:
-    """log p(target t | tokens ..t) for every position: [B, T-1], at the sampling temperature, so
-    that the policy being optimised is the one the rollouts were drawn from. `targets` [B, T-1]
-    default to the next tokens, `input_ids[:, 1:]`."""
+    """log p(target t | tokens ..t): [B, T-1], at the sampling temperature, so that the policy being
+    optimised is the one the rollouts were drawn from. `targets` [B, T-1] default to the next tokens,
+    `input_ids[:, 1:]`; only `positions` (bool [B, T-1], default all) are scored, the rest are 0.
+
+    The body runs once; the output head runs on the scored positions only, `chunk` at a time, each
+    chunk recomputed in backward rather than kept: a [B, T, vocab] fp32 tensor never exists (for
+    Qwen3 and a few thousand tokens it would be several GB)."""
     targets = input_ids[:, 1:] if targets is None else targets
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float() / temperature
-    return torch.log_softmax(logits, dim=-1).gather(-1, targets[:, :, None]).squeeze(-1)
+    if positions is None:
+        positions = torch.ones_like(targets, dtype=torch.bool)
+    # logits_to_keep=1: the model's own logits only for the last position, which nothing scores
+    out = model(
+        input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
+        use_cache=False, logits_to_keep=1,
+    )  # fmt: skip
+    hidden = out.hidden_states[-1][:, :-1]  # the final (normed) states, the head's input
+    scored = positions.bool()
+    empty = not bool(scored.any())
+    if empty:  # still reach every parameter, at zero weight: DDP pairs every backward
+        scored = torch.zeros_like(scored)
+        scored[0, 0] = True
+    rows, cols = scored.nonzero(as_tuple=True)
+    values = torch.cat([
+        _scored_chunk(output_head(model), hidden[rows[i : i + chunk], cols[i : i + chunk]],
+                      targets[rows[i : i + chunk], cols[i : i + chunk]], temperature)
+        for i in range(0, len(rows), chunk)
+    ])  # fmt: skip
+    values = values * 0.0 if empty else values
+    return hidden.new_zeros(targets.shape, dtype=torch.float32).index_put((rows, cols), values)
+
+
+def output_head(model):
+    """The module that turns final hidden states into logits, under DDP, DeepSpeed and peft wrappers
+    (peft's trainable-token rows included)."""
+    while not hasattr(model, "get_output_embeddings") and hasattr(model, "module"):
+        model = model.module
+    return model.get_output_embeddings()
+
+
+def _scored_chunk(head, hidden: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:
+    if torch.is_grad_enabled():
+        return checkpoint(_chunk_logprobs, head, hidden, targets, temperature, use_reentrant=False)
+    return _chunk_logprobs(head, hidden, targets, temperature)
+
+
+def _chunk_logprobs(head, hidden: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:
+    logits = head(hidden).float() / temperature
+    return logits.gather(-1, targets[:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ dropped; the loss is normalised by the tokens of all ranks and the log counts ev
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import random
 import time
@@ -40,7 +39,15 @@ from adasr_av.hrpo.rollouts import SampledRollout, sample_group
 from adasr_av.reasoner.sampling import SamplingOptions
 from adasr_av.reasoner.session import ReasonerOptions, StreamingReasoner
 from adasr_av.timing import CostModelClock, load_cost_model
-from adasr_av.training.model_setup import ModelConfig, adamw, with_lora
+from adasr_av.training.model_setup import (
+    ModelConfig,
+    adamw,
+    checkpoint_activations,
+    checkpoint_in_eval,
+    fit_backend,
+    loss_divisor,
+    with_lora,
+)
 from adasr_av.training.run_folder import (
     check_world,
     decided_once,
@@ -91,7 +98,9 @@ class HRPOTrainConfig:
     output: str = ""
     seed: int = 0
     prompts_per_step: int = 4
-    micro_batch: int = 8  # sequences per forward/backward
+    micro_batch: int = 8  # at most this many sequences per forward/backward ...
+    micro_batch_tokens: int = 0  # ... and at most this many tokens, padding included (0: no limit)
+    gradient_checkpointing: bool = False  # recompute layers in backward: less memory, ~1/3 more time
     lr: float = 1e-5
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
@@ -156,6 +165,8 @@ def check_config(config: HRPOConfig) -> None:
         ("hrpo.updates_per_batch", o.updates_per_batch >= 1, "at least 1"),
         ("train.prompts_per_step", t.prompts_per_step >= 1, "at least 1"),
         ("train.max_steps", t.max_steps >= 1, "at least 1"),
+        ("train.micro_batch", t.micro_batch >= 1, "at least 1"),
+        ("train.micro_batch_tokens", t.micro_batch_tokens >= 0, "0 (no limit) or more"),
     )
     for key, ok, what in checks:
         if not ok:
@@ -257,6 +268,7 @@ def train_hrpo(config: HRPOConfig, progress: bool = True) -> Path:
             f"config: key 'train.prompts_per_step' ({t.prompts_per_step}) must be divisible by the "
             f"number of processes ({accelerator.num_processes}): each samples the same share of a step"
         )
+    fit_backend(accelerator, t.micro_batch, _nominal_micro_batches(config, accelerator), t.max_grad_norm)
     start_run(output, config, accelerator)
     set_seed(t.seed)
     m = config.model
@@ -267,6 +279,8 @@ def train_hrpo(config: HRPOConfig, progress: bool = True) -> Path:
     elif o.kl_coef:
         reference, _ = load_reasoner_model(m.init, device=str(accelerator.device), dtype=m.dtype)
         reference.requires_grad_(False)
+    if t.gradient_checkpointing:
+        checkpoint_activations(model)
     optimizer = adamw(model, t.lr, t.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -318,6 +332,16 @@ def _refuse_sharded_parameters(accelerator) -> None:
         )
 
 
+def _nominal_micro_batches(config: HRPOConfig, accelerator) -> int:
+    """Micro-batches of one pass on one rank when no group is dropped: DeepSpeed's accumulation count.
+
+    A pass may have fewer (dropped groups) or, under a token budget, more; the update steps once
+    either way (`_update`), so this only keeps DeepSpeed's batch arithmetic consistent."""
+    t = config.train
+    rollouts = t.prompts_per_step // accelerator.num_processes * config.rollout.group_size
+    return max(1, -(-rollouts // t.micro_batch))
+
+
 def _all_ranks(accelerator, groups, dropped: int) -> tuple[list, int]:
     """Every rank's groups as the log reads them, (results, rewards) each, and their dropped count."""
     mine = [([r.result for r in g.rollouts], g.rewards) for g in groups]
@@ -349,11 +373,17 @@ def _update(
     The policy is the one the rollouts were sampled from: the model in eval mode, dropout off (GPT-2
     configs, `lora_dropout`). old_logp, the reference and the differentiated log-probs all use it,
     so the first pass's ratio is exactly 1 and the clip range bites on policy change, not on noise.
+
+    Each pass's micro-batches run inside `accelerator.accumulate` with the accumulation count set to
+    their number, so gradients sync and the optimizer steps once per pass under any backend
+    (DeepSpeed steps on every backward that syncs).
     """
     model.eval()  # no dropout; gradients still flow
     policy = accelerator.unwrap_model(model)  # DDP's wrapper hides the LoRA adapter switch
+    checkpoint_in_eval(policy)  # a no-op unless train.gradient_checkpointing
     with_reference = reference is not None or (o.kl_coef and hasattr(policy, "disable_adapter"))
-    batches = [_micro_batch(rows, pad, accelerator.device) for rows in _micro_rows(groups, t.micro_batch)]
+    rows = _micro_rows(groups, t.micro_batch, t.micro_batch_tokens)
+    batches = [_micro_batch(r, pad, accelerator.device) for r in rows]
     mine = torch.tensor([[len(batches), sum(int(b["loss_mask"].sum()) for b in batches)]])
     counts = accelerator.gather(mine.to(accelerator.device))  # [ranks, (micro-batches, tokens)]
     n_batches, n_tokens = int(counts[:, 0].max()), int(counts[:, 1].sum())
@@ -373,18 +403,19 @@ def _update(
     per_rank = n_tokens / accelerator.num_processes
     sums = torch.zeros(3, dtype=torch.float64)  # loss, clipped tokens, KL over tokens; this rank's
     for _ in range(o.updates_per_batch):
-        for i, batch in enumerate(batches):
-            last = i == len(batches) - 1
-            with contextlib.nullcontext() if last else accelerator.no_sync(model):
+        accelerator.gradient_accumulation_steps, accelerator.step = len(batches), 0  # one pass, one step
+        for batch in batches:
+            with accelerator.accumulate(model):  # no_sync but on the last, the same on every rank
                 logp = _logprobs(model, batch, temperature)
                 loss, stats = clipped_surrogate(
                     logp, batch["old_logp"], batch["advantages"], batch["loss_mask"], o.eps_low,
                     o.eps_high, batch.get("ref_logp"), o.kl_coef, per_rank,
                 )  # fmt: skip
-                accelerator.backward(loss)
+                # the micro-batch losses already sum to the pass's token mean: undo backward's division
+                accelerator.backward(loss * loss_divisor(accelerator))
             sums += torch.tensor([loss.item(), stats.clip_fraction * stats.tokens, stats.kl * stats.tokens])
-        accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)
-        optimizer.step()
+        accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)  # DeepSpeed clips in its step
+        optimizer.step()  # under DeepSpeed a no-op: the engine stepped in the last backward
         optimizer.zero_grad()
     total = accelerator.reduce(sums.to(accelerator.device, torch.float32), "sum") / o.updates_per_batch
     return {
@@ -395,15 +426,27 @@ def _update(
     }
 
 
-def _micro_rows(groups, size: int) -> list[list[tuple]]:
-    """The rollouts' model views (sequence, mask, advantages, targets), `size` to a micro-batch."""
+def _micro_rows(groups, size: int, max_tokens: int = 0) -> list[list[tuple]]:
+    """The rollouts' model views (sequence, mask, advantages, targets), at most `size` to a
+    micro-batch and, with `max_tokens`, at most that many tokens counting padding (a longer
+    sequence goes alone). Under a budget the views go longest first, so similar lengths share a
+    batch and little of the budget is padding; the update is the same sum over tokens either way."""
     views = [
         (*v, target)
         for group in groups
         for r, a in zip(group.rollouts, group.advantages, strict=True)
         for v, target in zip(r.model_views(a), r.model_targets(), strict=True)
     ]
-    return [views[start : start + size] for start in range(0, len(views), size)]
+    if not max_tokens:
+        return [views[start : start + size] for start in range(0, len(views), size)]
+    batches: list[list[tuple]] = []
+    for view in sorted(views, key=lambda v: -len(v[0])):  # a batch is as wide as its first view
+        current = batches[-1] if batches else None
+        if current and len(current) < size and (len(current) + 1) * len(current[0][0]) <= max_tokens:
+            current.append(view)
+        else:
+            batches.append([view])
+    return batches
 
 
 def _micro_batch(rows: list[tuple], pad: int, device) -> dict:
@@ -413,7 +456,9 @@ def _micro_batch(rows: list[tuple], pad: int, device) -> dict:
 
 
 def _logprobs(model, batch: dict, temperature: float) -> torch.Tensor:
-    return token_logprobs(model, batch["input_ids"], batch["attention_mask"], temperature, batch["targets"])
+    """At the model-written positions only: the others carry no loss."""
+    ids, attention, targets = batch["input_ids"], batch["attention_mask"], batch["targets"]
+    return token_logprobs(model, ids, attention, temperature, targets, positions=batch["loss_mask"].bool())
 
 
 @torch.no_grad()

@@ -1,5 +1,6 @@
-"""What both trainers start a model with: the model section of their configs, LoRA adapters and
-the optimizer (SFT and HRPO import these from here, not from each other)."""
+"""What both trainers start a model with: the model section of their configs, LoRA adapters,
+activation checkpointing, the optimizer and the backend's batch settings (SFT and HRPO import these
+from here, not from each other)."""
 
 from __future__ import annotations
 
@@ -56,3 +57,57 @@ def adamw(model, lr: float, weight_decay: float) -> torch.optim.AdamW:
             (no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
+
+
+def checkpoint_activations(model) -> None:
+    """Recompute each layer in backward instead of keeping its activations (non-reentrant, so frozen
+    LoRA bases and keyword inputs work): memory of one layer's activations, about a third more time."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
+def checkpoint_in_eval(model) -> None:
+    """Let activation checkpointing run while the model is in eval mode.
+
+    transformers checkpoints a layer only while that layer is in training mode, and HRPO
+    differentiates the policy in eval mode (dropout off: the policy that sampled). Marking only the
+    checkpointed layers as training turns their checkpointing on and leaves every module inside
+    them, dropout and attention included, in eval. Call it after each `model.eval()`."""
+    for module in model.modules():
+        if getattr(module, "gradient_checkpointing", False) and hasattr(
+            module, "_gradient_checkpointing_func"
+        ):
+            module.training = True
+
+
+def fit_backend(accelerator, micro_batch: int, accumulation: int, max_grad_norm: float) -> None:
+    """Make the config's batch values the ones accelerate and DeepSpeed use; call before `prepare`.
+
+    `accelerate launch` with a DeepSpeed YAML sets the accumulation count from the YAML over the
+    Accelerator's argument, and DeepSpeed reads its micro-batch size off a dataloader these trainers
+    do not pass (it refuses to start without one). The run folder records the TOML, so the TOML wins."""
+    from accelerate.utils import DistributedType
+
+    accelerator.gradient_accumulation_steps = accumulation
+    if accelerator.distributed_type != DistributedType.DEEPSPEED:
+        return
+    plugin = accelerator.state.deepspeed_plugin
+    plugin.deepspeed_config.update(
+        train_micro_batch_size_per_gpu=micro_batch,
+        gradient_accumulation_steps=accumulation,
+        train_batch_size=micro_batch * accumulation * accelerator.num_processes,
+        gradient_clipping=max_grad_norm,
+    )
+    plugin.gradient_accumulation_steps, plugin.gradient_clipping = accumulation, max_grad_norm
+
+
+def loss_divisor(accelerator) -> int:
+    """What `accelerator.backward` divides a loss by: accelerate's accumulation count, or under
+    DeepSpeed the engine's own (its config's, whatever accelerate's count is now)."""
+    engine = getattr(accelerator, "deepspeed_engine_wrapped", None)
+    if engine is not None:
+        return int(engine.engine.gradient_accumulation_steps())
+    return accelerator.gradient_accumulation_steps

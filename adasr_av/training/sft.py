@@ -21,7 +21,13 @@ from adasr_av.data.asr_channel import ASRChannel, apply_channel
 from adasr_av.data.dataset import StreamedStory, read_dataset
 from adasr_av.data.teacher import Style, gold_spans
 from adasr_av.errors import AdasrError
-from adasr_av.training.model_setup import ModelConfig, adamw, with_lora
+from adasr_av.training.model_setup import (
+    ModelConfig,
+    adamw,
+    checkpoint_activations,
+    fit_backend,
+    with_lora,
+)
 from adasr_av.training.run_folder import (
     BestValidation,
     check_world,
@@ -56,8 +62,8 @@ class DataConfig:
 class TrainConfig:
     output: str = ""
     seed: int = 0
-    batch_size: int = 16
-    grad_accum: int = 1
+    batch_size: int = 16  # sequences per forward/backward (DeepSpeed's micro-batch) ...
+    grad_accum: int = 1  # ... and forward/backwards per optimizer step (the TOML wins over a YAML)
     lr: float = 1e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 50
@@ -68,6 +74,7 @@ class TrainConfig:
     save_every: int = 200
     log_every: int = 10
     eval_every: int = 0  # 0: only at the end
+    gradient_checkpointing: bool = False  # recompute layers in backward: less memory, ~1/3 more time
     patience: int = 0  # > 0: stop after this many validations without a new best; final = the best
     max_minutes: float = 0.0  # 0: no time limit; else stop, checkpoint and save when reached
 
@@ -164,6 +171,8 @@ def _load_model(config: SFTConfig, stories: list[StreamedStory], output: Path, a
         model, tokenizer = load_reasoner_model(m.init, device=str(accelerator.device), dtype=m.dtype)
     if m.lora:
         model = with_lora(model, tokenizer, m)
+    if config.train.gradient_checkpointing:
+        checkpoint_activations(model)
     return model.train(), tokenizer
 
 
@@ -188,6 +197,7 @@ def train_sft(config: SFTConfig, progress: bool = True) -> Path:
     valid_stories = load_stories(d.valid, d.valid_stories) if d.valid else []
     accelerator = Accelerator(gradient_accumulation_steps=t.grad_accum)
     check_world(accelerator)
+    fit_backend(accelerator, t.batch_size, t.grad_accum, t.max_grad_norm)
     start_run(output, config, accelerator)
     set_seed(t.seed)
     model, tokenizer = _load_model(config, stories, output, accelerator)
