@@ -2,7 +2,7 @@
 target's accuracy with its Wilson 95 % interval and sample size, on sets made for this benchmark
 by fixed seeds (1414) that no model, recipe or choice has read. The paper cost profile, greedy.
 
-    python benchmarks/answer_accuracy.py [--model M] [--limit N]
+    python benchmarks/answer_accuracy.py [--model M] [--limit N] [--sets text,espeak,...]
 
 The sets (a missing one is named and skipped):
 
@@ -46,8 +46,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None, help="a model folder or bundled name (default: the default)")
     parser.add_argument("--limit", type=int, default=0, help="stories per set (0: all)")
+    parser.add_argument("--sets", default=",".join(TARGETS), help="comma-separated targets (default: all)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
     args = parser.parse_args()
+    if unknown := set(args.sets.split(",")) - set(TARGETS):
+        parser.error(f"unknown set {sorted(unknown)[0]!r} (known: {', '.join(TARGETS)})")
     name = args.model or default_model()
     model, tokenizer = load_reasoner_model(name)
     clock = CostModelClock(PAPER_PROFILE)
@@ -56,6 +59,8 @@ def main() -> None:
     print("|---|---|---|---|---|")
     figures = {}
     for key, (what, data, target, wanted) in TARGETS.items():
+        if key not in args.sets.split(","):
+            continue
         path = ROOT / data
         if not path.is_file():
             print(f"skipping {what}: {data} not made (see this script's docstring)", file=sys.stderr)
