@@ -51,7 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     if unknown := set(args.sets.split(",")) - set(TARGETS):
         parser.error(f"unknown set {sorted(unknown)[0]!r} (known: {', '.join(TARGETS)})")
-    name = args.model or default_model()
+    name = args.model or str(default_model())
     model, tokenizer = load_reasoner_model(name)
     clock = CostModelClock(PAPER_PROFILE)
     print(f"model {name}; paper cost profile; greedy")
