@@ -2,8 +2,9 @@
 
 Accuracy and rates get Wilson intervals; means of latency and tokens a percentile bootstrap over
 stories; two methods on the same stories a paired bootstrap over stories (any number of seeds
-each: the stories are resampled, the seeds averaged) beside the exact McNemar test where each has
-one run, and a verdict that names a winner only when the interval of the difference excludes zero.
+each: the stories are resampled, the seeds averaged) with a sign-flip p-value, or the exact
+McNemar test for two single runs, and a verdict that names a winner only when the interval of the
+difference excludes zero.
 """
 
 from __future__ import annotations

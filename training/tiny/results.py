@@ -105,6 +105,11 @@ def run(regime: str, variant: str, seed: int) -> str:
 Job = tuple[str, str, str, str, int]  # (model, mode, data, cost profile, limit)
 
 
+def _cost_model(cost: str):
+    """A built-in profile by name, or a calibrate JSON by its path from the repository root."""
+    return load_cost_model(cost if cost == "paper" else ROOT / cost)
+
+
 @functools.cache
 def _skipped(what: str, hint: str) -> None:
     print(f"skipping {what}: {hint}", file=sys.stderr)
@@ -128,7 +133,7 @@ def _cache_path(job: Job) -> Path | None:
         (ROOT / data).stat().st_size,
         limit,
         mode,
-        str(load_cost_model(ROOT / cost if cost != "paper" else cost)),
+        str(_cost_model(cost)),
     ]
     return CACHE / f"{hashlib.sha1(json.dumps(stamp).encode()).hexdigest()[:16]}.json"
 
@@ -140,7 +145,7 @@ def evaluated(job: Job, progress: bool = False) -> list[StoryResult] | None:
         return None
     if not path.is_file():
         model, mode, data, cost, limit = job
-        clock = CostModelClock(load_cost_model(ROOT / cost if cost != "paper" else cost))
+        clock = CostModelClock(_cost_model(cost))
         net, tokenizer = load_reasoner_model(str(ROOT / model) if (ROOT / model).is_dir() else model)
         stories = list(islice(read_dataset(ROOT / data), limit))
         results = evaluate(net, tokenizer, stories, mode, ReasonerOptions(), clock, progress=progress or None)
