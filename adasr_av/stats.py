@@ -92,19 +92,21 @@ class PairedDifference:
     interval: tuple[float, float]
     p: float
     test: str
+    higher_is_better: bool = True
 
     @property
     def verdict(self) -> str:
-        return verdict(self.a, self.b, self.interval)
+        return verdict(self.a, self.b, self.interval, self.higher_is_better)
 
 
-def verdict(a: str, b: str, interval: tuple[float, float]) -> str:
-    """'A better' or 'B better' only when the interval of A - B excludes zero."""
+def verdict(a: str, b: str, interval: tuple[float, float], higher_is_better: bool = True) -> str:
+    """'A better' or 'B better' only when the interval of A - B excludes zero; for a cost such as
+    latency or overflow (higher_is_better False) the smaller value wins."""
     low, high = interval
     if low > 0:
-        return f"{a} better"
+        return f"{a if higher_is_better else b} better"
     if high < 0:
-        return f"{b} better"
+        return f"{b if higher_is_better else a} better"
     return NO_DIFFERENCE
 
 
@@ -114,6 +116,7 @@ def paired_bootstrap(
     names: tuple[str, str] = ("A", "B"),
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = 0,
+    higher_is_better: bool = True,
 ) -> PairedDifference:
     """A and B as [seed][story] arrays over the same stories (any number of seeds each): the
     difference of the seed-averaged means, with the stories resampled together for both (the
@@ -140,6 +143,7 @@ def paired_bootstrap(
         interval=(float(low), float(high)),
         p=float(p),
         test=f"paired bootstrap over stories ({resamples} resamples; seeds {x.shape[0]} and {y.shape[0]})",
+        higher_is_better=higher_is_better,
     )
 
 

@@ -109,3 +109,14 @@ def test_bootstrap_ratio_resamples_stories_not_chunks():
     assert low < 0.5 < high and 0.25 < high - low < 0.40
     with pytest.raises(ValueError):
         bootstrap_ratio_interval([0.0], [0.0])
+
+
+def test_a_cost_is_won_by_the_smaller_value():
+    """Latency and overflow are costs: HRPO 0.5 s faster on every story wins the latency verdict
+    (the first version called the slower method better)."""
+    grpo = np.random.default_rng(4).uniform(1.0, 3.0, size=(1, 100))
+    result = paired_bootstrap(grpo - 0.5, grpo, names=("HRPO", "GRPO"), higher_is_better=False)
+    assert result.interval == pytest.approx((-0.5, -0.5))
+    assert result.verdict == "HRPO better"
+    assert verdict("HRPO", "GRPO", (0.1, 0.3), higher_is_better=False) == "GRPO better"
+    assert verdict("HRPO", "GRPO", (-0.1, 0.3), higher_is_better=False) == NO_DIFFERENCE

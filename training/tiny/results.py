@@ -243,8 +243,13 @@ def table(methods: list[Method]) -> list[str]:
     return ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS), *map(method_row, methods)]
 
 
+LOWER_IS_BETTER = {"answer_latency_s", "overflow_s"}  # costs: the smaller value wins
+
+
 def compare(a: Method, b: Method, field: str) -> PairedDifference:
-    return paired_bootstrap(a.matrix(field), b.matrix(field), names=(a.label, b.label))
+    return paired_bootstrap(
+        a.matrix(field), b.matrix(field), names=(a.label, b.label), higher_is_better=field not in LOWER_IS_BETTER
+    )
 
 
 def comparison_lines(pairs: list[tuple[Method, Method]]) -> list[str]:
