@@ -102,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--out", type=Path, help="write the report and per-story results as JSON")
     evaluate.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        help="stories decoded together, each scored as alone (cost-model clock)",
+    )
+    evaluate.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
         help="a bar on stderr: stories done, running accuracy, time left (default: when it is a terminal)",
@@ -342,6 +348,8 @@ def cmd_eval(args) -> None:
 
     if args.limit is not None and args.limit < 1:
         raise AdasrError("--limit must be at least 1")
+    if args.batch < 1:
+        raise AdasrError("--batch must be at least 1")
     if args.out:
         check_writable(args.out, "--out")
     section = _reasoner_section(args)
@@ -350,7 +358,9 @@ def cmd_eval(args) -> None:
     if not stories:
         raise AdasrError(f"dataset {args.data}: no stories")
     model, tokenizer = section.load()
-    results = evaluate(model, tokenizer, stories, section.mode, options, clock, progress=args.progress)
+    results = evaluate(
+        model, tokenizer, stories, section.mode, options, clock, progress=args.progress, batch=args.batch
+    )
     name = section.model_name + (f" + {section.adapter}" if section.adapter else "")
     settings = asdict(options) | {"limit": args.limit}
     report = summarise(

@@ -347,3 +347,38 @@ def test_compare_evals_pools_datasets_whose_story_ids_repeat(tmp_path):
     ).stdout
     # 5 stories; right only after: 2 + 2 = 4, exact two-sided binomial p = 2 / 2**4
     assert out.splitlines()[-1] == "RESULT n=5 before=0.200 after=1.000 only_before=0 only_after=4 p=0.125"
+
+
+# --- several stories decoded together ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("context_tokens", [None, 160], ids=["whole-context", "compacted"])
+def test_batched_evaluation_scores_each_story_as_it_scores_alone(context_tokens):
+    """The bundled model on ten stories of different lengths, four to a batch (and a last batch of
+    two): every figure of every story, and their order, is that of the story run alone. With a
+    160-token context 7 of the 10 compact, 1 to 3 times, at different chunks on different rows."""
+    from adasr_av.data.dataset import parse_record
+    from adasr_av.reasoner.loading import bundled_model, load_reasoner_model
+    from adasr_av.reasoner.session import ReasonerOptions
+
+    model, tokenizer = load_reasoner_model(str(bundled_model()))
+    stories = [parse_record(text_record(generate_story(3, "valid", i)), f"s{i}") for i in range(10)]
+    assert len({len(s.chunks) for s in stories}) > 2  # rows end at different chunks
+    options = ReasonerOptions(context_tokens=context_tokens)
+    alone = evaluate(model, tokenizer, stories, options=options, progress=False)
+    together = evaluate(model, tokenizer, stories, options=options, progress=False, batch=4)
+    assert [r.id for r in together] == [s.id for s in stories]
+    assert together == alone
+
+
+def test_batched_evaluation_refuses_a_wall_clock_and_a_batch_below_one(model_dir, dataset):
+    from adasr_av.data.dataset import read_dataset
+    from adasr_av.reasoner.loading import load_reasoner_model
+
+    model, tokenizer = load_reasoner_model(str(model_dir))
+    stories = list(read_dataset(dataset))
+    with pytest.raises(AdasrError, match="cost-model clock"):
+        evaluate(model, tokenizer, stories, clock=WallClock(), progress=False, batch=2)
+    with pytest.raises(AdasrError, match="--batch must be at least 1"):
+        evaluate(model, tokenizer, stories, progress=False, batch=0)
+    assert eval_cli(model_dir, dataset, "--batch", "0") != 0

@@ -22,7 +22,7 @@ sees exactly what a single session would give it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -147,6 +147,9 @@ class Rollout:
     generated_tokens: int = 0  # streaming units plus deep reasoning, for the total cap
     compactions: int = 0
     chunks_dropped: int = 0
+    reference: str | None = None  # the gold answer the summary scores against
+    n_chunks: int = 0  # chunks fed to this row's stream so far
+    t_last_avail: float = 0.0  # the latest arrival on this row's stream
 
     def append(self, ids: list[int], role: Role, phase: Phase, unit: int | None = None) -> None:
         start = len(self.sequence)
@@ -205,6 +208,8 @@ class StreamingReasoner:
 
     `group_size` rollouts run side by side (sample with `options.sampling` to make them differ);
     `events`, `sequence`, `spans` and `text` are those of the first, `rollouts` holds them all.
+    `start_many`, `feed_many` and `finish_many` run several different streams as the rows instead
+    (one story each, decoded together), each scored as if it ran alone under a cost-model clock.
     """
 
     mode: Mode = "streaming"
@@ -239,74 +244,142 @@ class StreamingReasoner:
 
     def start(self, question: str = "", reference: str | None = None) -> None:
         """Open a stream: prefill the instruction and question onto a fresh cache."""
-        self.question, self.reference = question, reference
+        self.start_many([question] * self.group_size, [reference] * self.group_size)
+
+    def start_many(self, questions: Sequence[str], references: Sequence[str | None]) -> None:
+        """Open one stream per row (their questions and gold answers) on one fresh cache."""
+        if not questions or len(questions) != len(references):
+            raise ValueError(
+                f"start_many needs one reference per question: {len(questions)}, {len(references)}"
+            )
         self.sampler = TokenSampler(self.options.sampling, self.device)
         self.cache = StreamingCache(self.model.config)
-        self.rollouts = [Rollout() for _ in range(self.group_size)]
+        self.rollouts = [Rollout(reference=reference) for reference in references]
         self.encoded_tokens = 0  # positions ever run through the model: equals the cache length
-        self.n_chunks = 0
-        self.t_last_avail = 0.0
-        self._logits: torch.Tensor | None = None  # [G, vocab]: each row's next-token logits
+        self._logits: torch.Tensor | None = None  # [rows, vocab]: each row's next-token logits
         self._fresh = False  # whether _logits reflect every token written so far
-        self._mask: torch.Tensor | None = None  # [G, cache length], once a row has a hole
-        self._positions = torch.zeros(self.group_size, dtype=torch.long, device=self.device)
-        prompt = prompt_ids(self.tokenizer, question, self.options.instruction, self.options.chat_template)
-        self._check_budget(len(prompt))
+        self._mask: torch.Tensor | None = None  # [rows, cache length], once a row has a hole
+        self._positions = torch.zeros(len(self.rollouts), dtype=torch.long, device=self.device)
+        o = self.options
+        prompts = [prompt_ids(self.tokenizer, q, o.instruction, o.chat_template) for q in questions]
+        for prompt in prompts:
+            self._check_budget(len(prompt))
         self._started = True
-        wall = self._prefill([prompt] * self.group_size, "prompt")
-        for row in self.rollouts:
+        wall = self._prefill(prompts, "prompt")
+        for row, prompt in zip(self.rollouts, prompts, strict=True):
             row.schedule.run(0.0, self.clock.duration(len(prompt), 0, wall))
             row.close_piece(0, None)
 
     def feed(self, chunk: TextChunk) -> Event:
         """Prefill one chunk and write its unit; returns the unit event (the chunk event if empty)."""
         self._require_started()
-        index, self.n_chunks = self.n_chunks, self.n_chunks + 1
-        a_i = chunk.t_emit
-        self.t_last_avail = max(self.t_last_avail, a_i)
-        if not chunk.text.strip():
-            for row in self.rollouts:
-                begin, done = row.schedule.run(a_i, 0.0)
-                row.emit("chunk", chunk.text, index, 0, a_i, begin, done, empty=True, source=chunk.source)
-            return self.events[-1]
-        spans = [
-            self._span_ids(chunk_span(chunk.text, self._lag_hint(row, a_i), chunk.source))
-            for row in self.rollouts
+        self.feed_many([chunk] * len(self.rollouts))
+        return self.events[-1]
+
+    def feed_many(self, chunks: Sequence[TextChunk | None]) -> list[Event | None]:
+        """Row r takes `chunks[r]` and writes its unit; a row given None (its stream has nothing
+        now, or has ended) is left as it was. Returns each row's last event (None where idle)."""
+        self._require_started()
+        if len(chunks) != len(self.rollouts):
+            raise ValueError(
+                f"feed_many needs one chunk (or None) per row: {len(chunks)} for {len(self.rollouts)}"
+            )
+        indices: list[int | None] = []  # the chunk index on each row that takes a chunk with text
+        spans: list[list[int]] = []
+        for row, chunk in zip(self.rollouts, chunks, strict=True):
+            index = None
+            if chunk is not None:
+                index, row.n_chunks = row.n_chunks, row.n_chunks + 1
+                row.t_last_avail = max(row.t_last_avail, chunk.t_emit)
+                if not chunk.text.strip():
+                    begin, done = row.schedule.run(chunk.t_emit, 0.0)
+                    row.emit(
+                        "chunk",
+                        chunk.text,
+                        index,
+                        0,
+                        chunk.t_emit,
+                        begin,
+                        done,
+                        empty=True,
+                        source=chunk.source,
+                    )
+                    index = None
+            indices.append(index)
+            spans.append(
+                []
+                if index is None
+                else self._span_ids(chunk_span(chunk.text, self._lag_hint(row, chunk.t_emit), chunk.source))
+            )
+        if any(index is not None for index in indices):
+            arrivals = [chunk.t_emit if chunk is not None else 0.0 for chunk in chunks]
+            self._feed_spans(spans, indices, arrivals, chunks)
+        return [
+            row.events[-1] if chunk is not None else None
+            for row, chunk in zip(self.rollouts, chunks, strict=True)
         ]
+
+    def _feed_spans(
+        self,
+        spans: list[list[int]],
+        indices: list[int | None],
+        arrivals: list[float],
+        chunks: Sequence[TextChunk | None],
+    ) -> None:
+        """Prefill the chunk spans of the rows that took one, then write their units."""
         full = [len(ids) for ids in spans]
-        spans = self._fit_context(spans, index, a_i)
+        spans = self._fit_context(spans, indices, arrivals)
         starts = [len(row.context) for row in self.rollouts]
         wall = self._prefill(spans, "stream")
-        for row, ids, n in zip(self.rollouts, spans, full, strict=True):
+        for row, ids, n, index, a_i, chunk in zip(
+            self.rollouts, spans, full, indices, arrivals, chunks, strict=True
+        ):
+            if index is None:
+                continue
             begin, done = row.schedule.run(a_i, self.clock.duration(len(ids), 0, wall))
             cut = {"truncated_tokens": n - len(ids)} if n > len(ids) else {}
             row.emit(
                 "chunk", chunk.text, index, len(ids), a_i, begin, done,
                 lag_s=round(lag(begin, a_i), 4), source=chunk.source, **cut,
             )  # fmt: skip
-        self._unit(index, a_i)
-        for row, start in zip(self.rollouts, starts, strict=True):
-            row.close_piece(start, index, thinks=row.events[-1].type == "think")
-        return self.events[-1]
+        self._unit(indices, arrivals)
+        for row, start, index in zip(self.rollouts, starts, indices, strict=True):
+            if index is not None:
+                row.close_piece(start, index, thinks=row.events[-1].type == "think")
 
     def finish(self, t_stream_end: float | None = None) -> list[Event]:
         """Close the stream: deep reasoning, answer and summary events (those of the first rollout).
 
         T, the stream end, is the later of `t_stream_end` (end of media) and the last arrival.
         """
-        self._require_started()
-        if not any(e.type == "chunk" and e.tokens for e in self.events):
-            raise AdasrError("empty stream: no chunk with text was fed")
-        t_end = max(self.t_last_avail, t_stream_end or 0.0)
         n_before = len(self.events)
+        self.finish_many([t_stream_end] * len(self.rollouts))
+        return self.events[n_before:]
+
+    def finish_many(self, t_stream_ends: Sequence[float | None]) -> None:
+        """Close every row's stream together (each at its own end T): deep reasoning, answer and
+        summary events on each row."""
+        self._require_started()
+        empty = [
+            r
+            for r, row in enumerate(self.rollouts)
+            if not any(e.type == "chunk" and e.tokens for e in row.events)
+        ]
+        if empty:
+            where = f" (rows {empty})" if len(self.rollouts) > 1 and len(empty) < len(self.rollouts) else ""
+            raise AdasrError(f"empty stream: no chunk with text was fed{where}")
+        ends = [max(row.t_last_avail, t or 0.0) for row, t in zip(self.rollouts, t_stream_ends, strict=True)]
         ids = self._span_ids(stream_end_span())
-        wall = self._prefill([ids] * self.group_size, "deep")
-        begins = [row.schedule.run(t_end, self.clock.duration(len(ids), 0, wall))[0] for row in self.rollouts]
+        wall = self._prefill([ids] * len(self.rollouts), "deep")
+        begins = [
+            row.schedule.run(t_end, self.clock.duration(len(ids), 0, wall))[0]
+            for row, t_end in zip(self.rollouts, ends, strict=True)
+        ]
 
         deep_caps = [min(self.options.max_deep_tokens, self._budget_left(row)) for row in self.rollouts]
         deeps = self._generate(deep_caps, {self.ids.reason_end, self.ids.answer_end}, "deep")
         answered = [deep.stop == self.ids.answer_end for deep in deeps]
-        for row, deep, begin in zip(self.rollouts, deeps, begins, strict=True):
+        for row, deep, begin, t_end in zip(self.rollouts, deeps, begins, ends, strict=True):
             if deep.stop is None:
                 row.append([self.ids.reason_end], "runtime", "deep")
             row.schedule.run(begin, self.clock.duration(0, len(deep.tokens), deep.wall_s))
@@ -324,7 +397,7 @@ class StreamingReasoner:
             for done, r in zip(answered, room, strict=True)
         ]
         answers = self._generate(answer_caps, {self.ids.answer_end}, "answer")
-        for row, deep, answer, done in zip(self.rollouts, deeps, answers, answered, strict=True):
+        for row, deep, answer, done, t_end in zip(self.rollouts, deeps, answers, answered, ends, strict=True):
             if not done and answer.stop is None:
                 row.append([self.ids.answer_end], "runtime", "answer")
             t_deep = row.schedule.busy_until
@@ -345,7 +418,6 @@ class StreamingReasoner:
             )
             self._emit_summary(row, t_end, t_answer, boxed)
         self._started = False
-        return self.events[n_before:]
 
     @property
     def events(self) -> list[Event]:
@@ -370,11 +442,19 @@ class StreamingReasoner:
 
     # --- units ------------------------------------------------------------------------------
 
-    def _unit(self, index: int, a_i: float) -> None:
-        caps = [min(self.options.max_unit_tokens, self._budget_left(row)) for row in self.rollouts]
+    def _unit(self, indices: list[int | None], arrivals: list[float]) -> None:
+        """The unit after each row's chunk (rows whose index is None took none and write none)."""
+        caps = [
+            0 if index is None else min(self.options.max_unit_tokens, self._budget_left(row))
+            for row, index in zip(self.rollouts, indices, strict=True)
+        ]
         starts = [row.schedule.busy_until for row in self.rollouts]
-        gens = self._generate(caps, self.ids.all, "stream", index)
-        for row, gen, cap, t0 in zip(self.rollouts, gens, caps, starts, strict=True):
+        gens = self._generate(caps, self.ids.all, "stream", indices)
+        for row, gen, cap, t0, index, a_i in zip(
+            self.rollouts, gens, caps, starts, indices, arrivals, strict=True
+        ):
+            if index is None:
+                continue
             if cap == 0:
                 row.append([self.ids.skip], "runtime", "stream", index)
                 row.emit("skip", "", index, 0, a_i, t0, t0, capped=True)
@@ -432,27 +512,31 @@ class StreamingReasoner:
         """Tokens the unit after a chunk may take (with the closing token the runtime may add)."""
         return self.options.max_unit_tokens + 1 if self.mode == "streaming" else 0
 
-    def _fit_context(self, spans: list[list[int]], index: int, a_i: float) -> list[list[int]]:
+    def _fit_context(
+        self, spans: list[list[int]], indices: list[int | None], arrivals: list[float]
+    ) -> list[list[int]]:
         """Compact the rows whose next chunk would cross the budget; returns the chunk spans, a span
         that cannot fit even beside the prompt alone cut to its end."""
         if self.policy is None:
             return spans
         over = [
-            self.policy.needs_compaction(row.pieces, len(ids))
-            for row, ids in zip(self.rollouts, spans, strict=True)
+            index is not None and self.policy.needs_compaction(row.pieces, len(ids))
+            for row, ids, index in zip(self.rollouts, spans, indices, strict=True)
         ]
         if any(over):
             kept = [
                 self.policy.kept(row.pieces, len(ids)) if o else None
                 for row, ids, o in zip(self.rollouts, spans, over, strict=True)
             ]
-            self._compact(kept, index, a_i)
+            self._compact(kept, indices, arrivals)
         rooms = [self.policy.budget - len(row.context) for row in self.rollouts]
         return [
             ids if len(ids) <= room else ids[-max(room, 1) :] for ids, room in zip(spans, rooms, strict=True)
         ]
 
-    def _compact(self, kept: list[list[Piece] | None], index: int, a_i: float) -> None:
+    def _compact(
+        self, kept: list[list[Piece] | None], indices: list[int | None], arrivals: list[float]
+    ) -> None:
         """Rebuild the cache: rows with kept pieces keep just those, the others all they had (a row
         of a group is compacted exactly when a lone session on its stream would be)."""
         before = [(len(row.context), len(row.pieces)) for row in self.rollouts]
@@ -465,7 +549,9 @@ class StreamingReasoner:
         self._mask, self._logits = None, None
         self._positions.zero_()
         wall = self._forward()
-        for row, pieces, (tokens, n_pieces) in zip(self.rollouts, kept, before, strict=True):
+        for row, pieces, (tokens, n_pieces), index, a_i in zip(
+            self.rollouts, kept, before, indices, arrivals, strict=True
+        ):
             if pieces is None:
                 continue
             cost = self.clock.duration(len(row.context), 0, wall)
@@ -483,7 +569,8 @@ class StreamingReasoner:
         """Run pending tokens plus each row's environment span through the model; returns wall
         seconds. The rows' spans are the same unless the lag hint makes them differ."""
         for row, ids in zip(self.rollouts, spans, strict=True):
-            row.append(ids, "env", phase)
+            if ids:
+                row.append(ids, "env", phase)
         return self._forward()
 
     def _forward(self) -> float:
@@ -514,7 +601,7 @@ class StreamingReasoner:
             )
             if self._mask is None:
                 self._mask = torch.ones(
-                    self.group_size, self.encoded_tokens, dtype=torch.long, device=self.device
+                    len(self.rollouts), self.encoded_tokens, dtype=torch.long, device=self.device
                 )
             self._mask = torch.cat([self._mask, real.long()], dim=1)
             positions = self._positions[:, None] + torch.arange(width, device=self.device)[None, :]
@@ -523,7 +610,7 @@ class StreamingReasoner:
             out = self.model(input_ids=inputs, use_cache=True, **{self.cache_argument: self.cache}, **kwargs)
         self._check_cache(self.encoded_tokens + width)
         last = torch.tensor([max(n - 1, 0) for n in lengths], device=self.device)
-        logits = out.logits[torch.arange(self.group_size, device=self.device), last, :]
+        logits = out.logits[torch.arange(len(self.rollouts), device=self.device), last, :]
         if self._logits is not None and min(lengths) == 0:
             # a row with nothing to run (its last token was run earlier) keeps the logits it had: a
             # row whose deep phase ended first samples its answer from them, not from a pad
@@ -539,7 +626,7 @@ class StreamingReasoner:
         return time.perf_counter() - t0
 
     def _generate(
-        self, caps: list[int], stops: set[int], phase: Phase, unit: int | None = None
+        self, caps: list[int], stops: set[int], phase: Phase, units: Sequence[int | None] | None = None
     ) -> list[_Generation]:
         """Sample up to `caps[r]` tokens for each row r, one batched forward per step; a row stops
         at a token of `stops` (or EOS, which is not kept). Rows with cap 0 write nothing."""
@@ -558,7 +645,7 @@ class StreamingReasoner:
                     gen.eos, active[r] = True, False
                     continue
                 gen.tokens.append(token)
-                row.append([token], "model", phase, unit)
+                row.append([token], "model", phase, units[r] if units is not None else None)
                 if token in stops:
                     gen.stop, active[r] = token, False
                 elif len(gen.tokens) >= caps[r]:
@@ -591,9 +678,9 @@ class StreamingReasoner:
         }
         if self.mode == "read-then-think":  # the deep phase read only the chunks still in context
             info["truncated"] = row.chunks_dropped > 0
-        if self.reference is not None:
-            info["reference"] = self.reference
-            info["correct"] = answers_match(answer, self.reference)
+        if row.reference is not None:
+            info["reference"] = row.reference
+            info["correct"] = answers_match(answer, row.reference)
         row.emit("summary", answer or "", None, len(row.sequence), t_end, t_end, t_answer, **info)
 
     # --- helpers ----------------------------------------------------------------------------
@@ -638,7 +725,7 @@ class ReadThenThinkReasoner(StreamingReasoner):
 
     mode: Mode = "read-then-think"
 
-    def _unit(self, index: int, a_i: float) -> None:
+    def _unit(self, indices: list[int | None], arrivals: list[float]) -> None:
         return None
 
 

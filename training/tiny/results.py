@@ -103,6 +103,7 @@ def run(regime: str, variant: str, seed: int) -> str:
 # --- evaluations, cached ----------------------------------------------------------------------------
 
 Job = tuple[str, str, str, str, int]  # (model, mode, data, cost profile, limit)
+BATCH = 16  # stories decoded together; each is scored as alone (the cost-model clock)
 
 
 def _cost_model(cost: str):
@@ -148,7 +149,9 @@ def evaluated(job: Job, progress: bool = False) -> list[StoryResult] | None:
         clock = CostModelClock(_cost_model(cost))
         net, tokenizer = load_reasoner_model(str(ROOT / model) if (ROOT / model).is_dir() else model)
         stories = list(islice(read_dataset(ROOT / data), limit))
-        results = evaluate(net, tokenizer, stories, mode, ReasonerOptions(), clock, progress=progress or None)
+        results = evaluate(
+            net, tokenizer, stories, mode, ReasonerOptions(), clock, progress=progress or None, batch=BATCH
+        )
         report = summarise(results, model=model, data=data, mode=mode, clock=clock)
         save_evaluation(path, report, results)
     return [StoryResult(**{**s, "violations": tuple(s["violations"]), "thoughts": tuple(s["thoughts"])})
@@ -248,7 +251,10 @@ LOWER_IS_BETTER = {"answer_latency_s", "overflow_s"}  # costs: the smaller value
 
 def compare(a: Method, b: Method, field: str) -> PairedDifference:
     return paired_bootstrap(
-        a.matrix(field), b.matrix(field), names=(a.label, b.label), higher_is_better=field not in LOWER_IS_BETTER
+        a.matrix(field),
+        b.matrix(field),
+        names=(a.label, b.label),
+        higher_is_better=field not in LOWER_IS_BETTER,
     )
 
 
