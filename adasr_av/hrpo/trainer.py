@@ -35,7 +35,7 @@ from adasr_av.hrpo.rewards import (
     stream_reward,
     unit_rewards,
 )
-from adasr_av.hrpo.rollouts import SampledRollout, sample_group
+from adasr_av.hrpo.rollouts import SampledRollout, sample_group, sample_groups
 from adasr_av.reasoner.sampling import SamplingOptions
 from adasr_av.reasoner.session import ReasonerOptions, StreamingReasoner
 from adasr_av.timing import CostModelClock, load_cost_model
@@ -46,6 +46,7 @@ from adasr_av.training.model_setup import (
     checkpoint_in_eval,
     fit_backend,
     loss_divisor,
+    merged_lora,
     with_lora,
 )
 from adasr_av.training.run_folder import (
@@ -210,21 +211,22 @@ class RolloutGroup:
     rewards: list[float]
 
 
-def group_step(
-    model, tokenizer, story: StreamedStory, config: HRPOConfig, clock, sample_seed: int
-) -> RolloutGroup:
-    """Sample one group and give each token its advantage."""
-    r, o = config.rollout, config.hrpo
+def rollout_options(config: HRPOConfig, sample_seed: int) -> ReasonerOptions:
+    """The session options of a step's rollouts: sampled, with the recipe's caps and prompt."""
+    r = config.rollout
     sampling = SamplingOptions(do_sample=True, temperature=r.temperature, top_p=r.top_p, seed=sample_seed)
-    options = ReasonerOptions(
+    return ReasonerOptions(
         sampling=sampling,
         max_unit_tokens=r.max_unit_tokens,
         max_deep_tokens=r.max_deep_tokens,
         lag_hint=r.lag_hint,
         chat_template=config.model.chat_template,  # the prompt the SFT sequences were built with
     )
-    reasoner = StreamingReasoner(model, tokenizer, options, clock, group_size=r.group_size)
-    rollouts = sample_group(reasoner, story)
+
+
+def scored_group(rollouts: list[SampledRollout], story: StreamedStory, config: HRPOConfig) -> RolloutGroup:
+    """One story's sampled group with its rewards and each token's advantage."""
+    o = config.hrpo
     scored = [x.scored for x in rollouts]
     records = [story.record] * len(rollouts)
     global_rewards = [sum(v) for v in zip(*(fn(scored, records) for fn in reward_functions(o)), strict=True)]
@@ -239,6 +241,26 @@ def group_step(
     labels = [x.labels for x in rollouts]
     advantages = token_advantages(labels, global_rewards, stream, deep, o.lam, o.granularity, units)
     return RolloutGroup(rollouts, advantages, global_rewards)
+
+
+def group_step(
+    model, tokenizer, story: StreamedStory, config: HRPOConfig, clock, sample_seed: int
+) -> RolloutGroup:
+    """Sample one story's group and give each token its advantage (TRL's path: one prompt a call)."""
+    options = rollout_options(config, sample_seed)
+    reasoner = StreamingReasoner(model, tokenizer, options, clock, group_size=config.rollout.group_size)
+    return scored_group(sample_group(reasoner, story), story, config)
+
+
+def step_groups(
+    model, tokenizer, stories: list[StreamedStory], config: HRPOConfig, clock, sample_seed: int
+) -> list[RolloutGroup]:
+    """Every group of a step (this rank's stories) decoded together in one session, then scored
+    group by group: one batched forward per token for all of them, not one per group."""
+    options = rollout_options(config, sample_seed)
+    reasoner = StreamingReasoner(model, tokenizer, options, clock, group_size=config.rollout.group_size)
+    groups = sample_groups(reasoner, stories)
+    return [scored_group(rollouts, story, config) for rollouts, story in zip(groups, stories, strict=True)]
 
 
 def train_hrpo(config: HRPOConfig, progress: bool = True) -> Path:
@@ -294,12 +316,9 @@ def train_hrpo(config: HRPOConfig, progress: bool = True) -> Path:
     while step < t.max_steps:
         indices = prompt_order(len(stories), t.seed, step, t.prompts_per_step)
         policy = accelerator.unwrap_model(model).eval()
-        groups = []
-        for k, index in enumerate(indices):
-            if k % world != rank:
-                continue
-            seed = _sampling_seed(t.seed, step, k)
-            groups.append(group_step(policy, tokenizer, stories[index], config, clock, sample_seed=seed))
+        mine = [stories[index] for k, index in enumerate(indices) if k % world == rank]
+        with merged_lora(policy):
+            groups = step_groups(policy, tokenizer, mine, config, clock, _sampling_seed(t.seed, step, rank))
         kept = [g for g in groups if carries_signal(g.advantages) or not o.drop_zero_variance]
         dropped = len(groups) - len(kept)
         stats = _update(model, optimizer, accelerator, kept, pad, o, t, reference, config.rollout.temperature)
