@@ -708,3 +708,32 @@ def test_lora_merged_for_rollouts_decodes_the_same_and_leaves_the_base_exact(
     assert (merged - unmerged).abs().max() <= tolerance * unmerged.abs().max()
     assert all(torch.equal(p, base[n]) for n, p in model.named_parameters() if n in base)
     assert torch.equal(after, unmerged)
+
+
+@pytest.mark.parametrize("together", [0, 2])
+def test_a_steps_groups_are_decoded_together_and_scored_each_on_its_own_story(
+    trained_models, tokenizer, together
+):
+    """Three prompts: with `rollout.groups_together` 0 one session of 12 rows, with 2 one of 8 rows and
+    one of 4; either way three groups of 4, each scored against its own story's answer."""
+    from dataclasses import replace
+
+    model = trained_models["qwen3"].eval()
+    other = memorised_story()
+    other = replace(other, id="other", answer="7", record={**other.record, "id": "other", "answer": 7})
+    stories = [memorised_story(), other, memorised_story()]
+    config = small_config(lam=0.5)
+    config.rollout.groups_together = together
+    rows = []
+    hook = model.register_forward_pre_hook(
+        lambda module, args, kwargs: rows.append(kwargs["input_ids"].shape[0]), with_kwargs=True
+    )
+    try:
+        groups = trainer.step_groups(model, tokenizer, stories, config, CostModelClock(PAPER_PROFILE), 5)
+    finally:
+        hook.remove()
+    assert set(rows) == ({12} if together == 0 else {8, 4})
+    assert [len(g.rollouts) for g in groups] == [4, 4, 4]
+    assert [{r.result.reference for r in g.rollouts} for g in groups] == [{"6"}, {"7"}, {"6"}]
+    right = [sum(r.result.correct for r in g.rollouts) for g in groups]
+    assert right[1] == 0 and right[0] > 0  # the memorised answer 6 is wrong only for the second story

@@ -71,6 +71,9 @@ class RolloutConfig:
     max_deep_tokens: int = 256
     lag_hint: bool = False  # tell the model each chunk's current lag inside its span
     cost_profile: str = "paper"  # the clock of the latency reward: "paper" or a calibrate JSON
+    # groups decoded together as the rows of one session (0: all of a step's on this process); the
+    # KV cache grows with rows x tokens, so big models on one GPU set a few
+    groups_together: int = 0
 
 
 @dataclass
@@ -159,6 +162,7 @@ def check_config(config: HRPOConfig) -> None:
     checks = (
         ("rollout.group_size", r.group_size >= 2, "at least 2 (advantages compare rollouts in a group)"),
         ("rollout.temperature", r.temperature > 0, "positive"),
+        ("rollout.groups_together", r.groups_together >= 0, "0 (all of a step's) or more"),
         ("hrpo.lam", 0.0 <= o.lam <= 1.0, "in [0, 1]"),
         ("hrpo.eps_low", 0.0 <= o.eps_low < 1.0, "in [0, 1)"),
         ("hrpo.eps_high", o.eps_high >= 0.0, "non-negative"),
@@ -255,12 +259,21 @@ def group_step(
 def step_groups(
     model, tokenizer, stories: list[StreamedStory], config: HRPOConfig, clock, sample_seed: int
 ) -> list[RolloutGroup]:
-    """Every group of a step (this rank's stories) decoded together in one session, then scored
-    group by group: one batched forward per token for all of them, not one per group."""
-    options = rollout_options(config, sample_seed)
-    reasoner = StreamingReasoner(model, tokenizer, options, clock, group_size=config.rollout.group_size)
-    groups = sample_groups(reasoner, stories)
-    return [scored_group(rollouts, story, config) for rollouts, story in zip(groups, stories, strict=True)]
+    """A step's groups (this process's stories), `rollout.groups_together` at a time decoded as the
+    rows of one session (one batched forward per token for all of them, not one per group), then
+    scored group by group. Batch b samples with seed `sample_seed + b`."""
+    r = config.rollout
+    size = r.groups_together or max(len(stories), 1)
+    groups: list[RolloutGroup] = []
+    for b, start in enumerate(range(0, len(stories), size)):
+        batch = stories[start : start + size]
+        options = rollout_options(config, sample_seed + b)
+        reasoner = StreamingReasoner(model, tokenizer, options, clock, group_size=r.group_size)
+        sampled = sample_groups(reasoner, batch)
+        groups += [
+            scored_group(rollouts, story, config) for rollouts, story in zip(sampled, batch, strict=True)
+        ]
+    return groups
 
 
 def train_hrpo(config: HRPOConfig, progress: bool = True) -> Path:
