@@ -24,7 +24,7 @@ from adasr_av.atomic import write_atomically
 from adasr_av.data.dataset import StreamedStory
 from adasr_av.errors import AdasrError
 from adasr_av.reasoner.protocol import Mode
-from adasr_av.reasoner.session import ReasonerOptions, make_reasoner, reason_over_stream
+from adasr_av.reasoner.session import ReasonerOptions, make_reasoner, reason_over_stream, reason_over_streams
 from adasr_av.stats import percentile, wilson_interval
 from adasr_av.timing import PAPER_PROFILE, ComputeClock, CostModelClock
 from adasr_av.types import Event
@@ -221,11 +221,9 @@ def _story_events(reasoner, stories: Sequence[StreamedStory]) -> list[list[Event
                     )
                 )
             ]
-        reasoner.start_many([s.question for s in stories], [s.answer for s in stories])
-        for i in range(max(len(s.chunks) for s in stories)):
-            reasoner.feed_many([s.chunks[i] if i < len(s.chunks) else None for s in stories])
-        reasoner.finish_many([s.t_stream_end for s in stories])
-        return [row.events for row in reasoner.rollouts]
+        return reason_over_streams(
+            reasoner, [(s.chunks, s.question, s.answer, s.t_stream_end) for s in stories]
+        )
     except AdasrError as err:
         if len(stories) == 1:
             raise AdasrError(f"story {stories[0].id}: {err}") from None

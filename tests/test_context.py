@@ -310,7 +310,7 @@ def test_a_forward_that_ignores_the_cache_is_an_error(tokenizer):
     """A wrong cache keyword is the real fault: transformers takes it into **kwargs and runs with an
     empty cache, so the model would see only the newest chunk."""
     reasoner = StreamingReasoner(build_model(tokenizer, "qwen3", hidden=32), tokenizer)
-    reasoner.cache_argument = "cache_by_another_name"
+    reasoner.backend.cache_argument = "cache_by_another_name"
     with pytest.raises(AdasrError, match="ignored its KV cache: 0 tokens cached after"):
         reasoner.start(QUESTION)
 

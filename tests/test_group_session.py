@@ -37,7 +37,7 @@ def run_group(model, tokenizer, group_size, options=SAMPLED, chunks=CHUNKS, ques
 
 def waited_then_went_on(reasoner, r: int) -> bool:
     """Row r has a masked pad in the cache with real tokens after it."""
-    mask = reasoner._mask
+    mask = reasoner.backend._mask
     return mask is not None and bool(((mask[r] == 0).cumsum(0) > 0)[mask[r] == 1].any())
 
 
@@ -45,7 +45,9 @@ def test_rows_are_scored_as_if_each_ran_alone(trained_model, tokenizer):
     reasoner, _ = run_group(trained_model, tokenizer, group_size=4)
     rows = reasoner.rollouts
     assert len({tuple(r.sequence) for r in rows}) > 1, "sampling gave four identical rollouts"
-    assert reasoner._mask is not None and (reasoner._mask == 0).any(), "no row ever waited: no holes to test"
+    assert reasoner.backend._mask is not None and (reasoner.backend._mask == 0).any(), (
+        "no row ever waited: no holes to test"
+    )
     assert [e.type for e in rows[0].events][-1] == "summary"
     assert all(r.events[-1].type == "summary" for r in rows)
 
@@ -104,7 +106,8 @@ def test_one_batched_forward_per_step(trained_model, tokenizer):
     longest = max(sum(s.end - s.start for s in r.spans if s.role == "model") for r in reasoner.rollouts)
     prefills = 1 + len(CHUNKS) + 1
     assert len(shapes) <= prefills + longest + 1  # not one loop per rollout
-    assert reasoner.cache.get_seq_length() == reasoner.encoded_tokens == reasoner._mask.shape[1]
+    backend = reasoner.backend
+    assert backend.cache.get_seq_length() == backend.encoded_tokens == backend._mask.shape[1]
 
 
 def test_greedy_group_rows_equal_the_single_session(trained_model, tokenizer):
@@ -136,3 +139,59 @@ def test_lag_hint_tells_each_row_its_own_lag(trained_model, tokenizer):
     plain = StreamingReasoner(trained_model, tokenizer, SAMPLED, slow)
     list(reason_over_stream(plain, CHUNKS, QUESTION, "6"))
     assert "(lag" not in plain.text
+
+
+def stories_of_different_lengths():
+    from adasr_av.data.dataset import parse_record
+    from adasr_av.data.stories import generate_story
+    from adasr_av.data.streamed import text_record
+
+    stories = [parse_record(text_record(generate_story(5, "valid", i)), f"s{i}") for i in range(6)]
+    stories = sorted(stories, key=lambda s: len(s.chunks))[::2]  # three stories, different lengths
+    assert len({len(s.chunks) for s in stories}) == 3
+    return stories
+
+
+def test_groups_of_different_stories_decode_together_as_each_alone(trained_models, tokenizer):
+    """A step's groups (three stories of different lengths, two greedy rollouts each) as the six rows
+    of one session: every forward carries all six rows, only the last position's logits are asked
+    for while decoding, and each row writes what its story's group writes alone."""
+    from adasr_av.hrpo.rollouts import sample_group, sample_groups
+
+    model = trained_models["qwen3"]
+    options = ReasonerOptions(max_unit_tokens=8, max_deep_tokens=16)
+    stories = stories_of_different_lengths()
+    calls = []
+    hook = model.register_forward_pre_hook(
+        lambda module, args, kwargs: calls.append((kwargs["input_ids"].shape, kwargs.get("logits_to_keep"))),
+        with_kwargs=True,
+    )
+    try:
+        together = sample_groups(StreamingReasoner(model, tokenizer, options, group_size=2), stories)
+    finally:
+        hook.remove()
+    assert {shape[0] for shape, _ in calls} == {6}
+    assert all(keep == 1 for shape, keep in calls if shape[1] == 1)  # decode steps: one column
+    for story, group in zip(stories, together, strict=True):
+        alone = sample_group(StreamingReasoner(model, tokenizer, options, group_size=2), story)
+        assert [r.tokens for r in group] == [r.tokens for r in alone]
+        assert [r.result for r in group] == [r.result for r in alone]
+        assert [r.labels for r in group] == [r.labels for r in alone]
+
+
+def test_logits_of_the_last_columns_only_change_no_choice(trained_models, tokenizer):
+    """With and without `logits_to_keep` (a backend that asks the model for every column) the same
+    greedy stream comes out, token for token."""
+    from adasr_av.reasoner.backend import CacheBackend
+
+    model = trained_models["qwen3"]
+    options = ReasonerOptions(max_unit_tokens=8, max_deep_tokens=16)
+    keeping = StreamingReasoner(model, tokenizer, options, group_size=3)
+    full = StreamingReasoner(model, tokenizer, options, group_size=3)
+    assert keeping.backend.keeps_logits
+    full.backend = CacheBackend(model, full.backend.pad_id, full.backend.eos_ids, full.max_positions)
+    full.backend.keeps_logits = False
+    for reasoner in (keeping, full):
+        for _ in reason_over_stream(reasoner, CHUNKS, QUESTION, "6"):
+            pass
+    assert [r.sequence for r in keeping.rollouts] == [r.sequence for r in full.rollouts]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-from conftest import CHUNKS, QUESTION
+from conftest import CHUNKS, QUESTION, gold_ids
 from kill_and_resume import assert_same_weights, kill_during_step, logged_steps
 from safetensors.torch import load_file
 from test_group_session import run_group
@@ -243,35 +243,48 @@ def test_a_fast_wrong_rollout_never_outranks_a_correct_one_token_by_token(
             assert wrong[t] < min(row[t] for row in correct), (t, wrong[t], [row[t] for row in correct])
 
 
+@pytest.mark.parametrize("declared", [False, True], ids=["tokenizer-eos", "generation-config-eos"])
 @pytest.mark.parametrize("phase", ["stream", "deep"])
 def test_an_eos_sampled_inside_a_span_is_trained_with_the_format_penalty(
-    trained_models, tokenizer, monkeypatch, phase
+    trained_models, tokenizer, monkeypatch, phase, declared
 ):
     """Row 0 samples EOS as the second token of a unit (or of the deep span); the runtime closes the
-    span in its place. That position is in the loss mask, scored for the EOS the model chose, with
-    the phase's advantage, and the rollout lost the phase's format reward."""
-    model, eos = trained_models["qwen3"], tokenizer.eos_token_id
+    span in its place. That position is in the loss mask, scored for the EOS the model chose (with
+    `declared`, a second EOS that only the model's generation_config names, as Llama-3 instruct's
+    <|eot_id|>), with the phase's advantage, and the rollout lost the phase's format reward.
+    Forcing the sample is the one stand-in: a trained model seldom samples EOS there."""
+    model = trained_models["qwen3"]
+    eos = tokenizer.eos_token_id
+    if declared:
+        # an ordinary token the model never writes in this story, which it is told ends a turn
+        eos = max(set(range(len(tokenizer))) - set(gold_ids(tokenizer)) - set(tokenizer.all_special_ids))
+        monkeypatch.setattr(model.generation_config, "eos_token_id", [tokenizer.eos_token_id, eos])
     forced: list[int] = []  # the position the EOS was sampled for
 
     def sample_with_an_eos(reasoner, story):
-        start = reasoner.start
+        generate = reasoner._generate
 
-        def started(*args, **kwargs):
-            start(*args, **kwargs)
-            sampler, row = reasoner.sampler, reasoner.rollouts[0]
+        def generating(caps, stops, phase_, units=None):
+            if forced or phase_ != phase or caps[0] < 2:
+                return generate(caps, stops, phase_, units)
+            sampler, start, first = reasoner.sampler, len(reasoner.rollouts[0].sequence), []
 
             def sample(logits):
                 tokens = sampler(logits)
-                span = row.spans[-1]
-                opens = (span.role, span.phase) == ("model", phase) and span.end - span.start == 1
-                if not forced and opens and row.sequence[-1] not in reasoner.ids.all:
-                    tokens[0] = eos
-                    forced.append(len(row.sequence))
+                if not first:
+                    first.append(int(tokens[0]))
+                elif not forced and first[0] not in reasoner.ids.all | reasoner.backend.eos_ids:
+                    tokens[0] = eos  # row 0 is still writing its span: its second token
+                    forced.append(start + 1)
                 return tokens
 
             reasoner.sampler = sample
+            try:
+                return generate(caps, stops, phase_, units)
+            finally:
+                reasoner.sampler = sampler
 
-        reasoner.start = started
+        reasoner._generate = generating
         return sample_group(reasoner, story)
 
     monkeypatch.setattr(trainer, "sample_group", sample_with_an_eos)
@@ -366,16 +379,13 @@ def test_hrpo_trains_logs_plots_and_changes_the_policy(sft_model):
 def test_a_group_is_dropped_only_when_no_token_has_an_advantage(
     sft_model, monkeypatch, lam, global_rewards, stream_rewards, dropped
 ):
-    real = trainer.group_step
-
-    def scripted_rewards(model, tokenizer, story, config, clock, sample_seed):
-        rollouts = real(model, tokenizer, story, config, clock, sample_seed).rollouts
+    def scripted_rewards(rollouts, story, config):
         labels = [r.labels for r in rollouts]
         deep = [0.0] * len(rollouts)
         advantages = token_advantages(labels, global_rewards, stream_rewards, deep, lam)
         return trainer.RolloutGroup(rollouts, advantages, global_rewards)
 
-    monkeypatch.setattr(trainer, "group_step", scripted_rewards)
+    monkeypatch.setattr(trainer, "scored_group", scripted_rewards)
     config = hrpo_config(sft_model, f"dropped-{lam}", 1, hrpo__lam=lam)
     assert main(["train", "hrpo", "--config", config, "--no-progress"]) == 0
     (record,) = [
@@ -670,3 +680,60 @@ def test_gradient_checkpointing_recomputes_layers_in_eval_and_gives_the_same_upd
     assert_close_weights(
         got, updated(copy.deepcopy(model), groups, o, trainer.HRPOTrainConfig(micro_batch=4))
     )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_lora_merged_for_rollouts_decodes_the_same_and_leaves_the_base_exact(
+    trained_models, tokenizer, dtype
+):
+    """Inside `merged_lora` the model computes what base + adapters compute; after it the base weights
+    are bit for bit what they were (in bfloat16 too, where subtracting the delta again would not
+    give them back) and the adapters are live again."""
+    from adasr_av.training.model_setup import ModelConfig, merged_lora, with_lora
+
+    m = ModelConfig(lora=True, lora_r=4, lora_train_protocol_tokens=False)
+    model = with_lora(copy.deepcopy(trained_models["qwen3"]).to(dtype), tokenizer, m).eval()
+    for name, p in model.named_parameters():
+        if "lora_B" in name:  # fresh adapters are zero: move them so the merge changes the weights
+            torch.nn.init.normal_(p, std=0.05)
+    ids = torch.tensor([gold_ids(tokenizer)[:40]])
+    base = {n: p.detach().clone() for n, p in model.named_parameters() if "base_layer" in n}
+    with torch.no_grad():
+        unmerged = model(input_ids=ids).logits.float()
+        with merged_lora(model):
+            merged = model(input_ids=ids).logits.float()
+            assert any(not torch.equal(p, base[n]) for n, p in model.named_parameters() if n in base)
+        after = model(input_ids=ids).logits.float()
+    tolerance = 1e-4 if dtype == torch.float32 else 0.05  # bfloat16 rounds the merged weights
+    assert (merged - unmerged).abs().max() <= tolerance * unmerged.abs().max()
+    assert all(torch.equal(p, base[n]) for n, p in model.named_parameters() if n in base)
+    assert torch.equal(after, unmerged)
+
+
+@pytest.mark.parametrize("together", [0, 2])
+def test_a_steps_groups_are_decoded_together_and_scored_each_on_its_own_story(
+    trained_models, tokenizer, together
+):
+    """Three prompts: with `rollout.groups_together` 0 one session of 12 rows, with 2 one of 8 rows and
+    one of 4; either way three groups of 4, each scored against its own story's answer."""
+    from dataclasses import replace
+
+    model = trained_models["qwen3"].eval()
+    other = memorised_story()
+    other = replace(other, id="other", answer="7", record={**other.record, "id": "other", "answer": 7})
+    stories = [memorised_story(), other, memorised_story()]
+    config = small_config(lam=0.5)
+    config.rollout.groups_together = together
+    rows = []
+    hook = model.register_forward_pre_hook(
+        lambda module, args, kwargs: rows.append(kwargs["input_ids"].shape[0]), with_kwargs=True
+    )
+    try:
+        groups = trainer.step_groups(model, tokenizer, stories, config, CostModelClock(PAPER_PROFILE), 5)
+    finally:
+        hook.remove()
+    assert set(rows) == ({12} if together == 0 else {8, 4})
+    assert [len(g.rollouts) for g in groups] == [4, 4, 4]
+    assert [{r.result.reference for r in g.rollouts} for g in groups] == [{"6"}, {"7"}, {"6"}]
+    right = [sum(r.result.correct for r in g.rollouts) for g in groups]
+    assert right[1] == 0 and right[0] > 0  # the memorised answer 6 is wrong only for the second story

@@ -144,6 +144,26 @@ def test_hrpo_on_two_processes_stays_in_sync_when_one_ranks_groups_all_tie(sft_r
     assert [p.name for p in (run / "checkpoints").iterdir()] == [f"step-{STEPS}"]
 
 
+def test_hrpo_with_lora_and_kl_on_two_processes(sft_run):
+    """LoRA under DDP: the reference is the base with the adapters off, found through the unwrapped
+    model (the DDP wrapper has no adapter switch), so the KL term is computed (above 0 once the
+    second pass's policy has moved), and both ranks end with the same adapters."""
+    folder, _ = sft_run
+    output = folder / "lora"
+    args = ["train", "hrpo", "--config", str(hrpo_config(folder)), "--set", f'train.output="{output}"']
+    args += ["--set", "model.lora=true", "--set", "model.lora_r=4", "--set", "hrpo.kl_coef=0.1"]
+    args += ["--set", "hrpo.updates_per_batch=2"]
+    done = torchrun(args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    first, second = ranks(output)
+    assert (first["backward"], first["optimizer_steps"]) == (second["backward"], second["optimizer_steps"])
+    adapters = [k for k in first["weights"] if "lora_B" in k]
+    assert adapters and any(first["weights"][k].abs().sum() > 0 for k in adapters)  # B starts at zero
+    assert all(torch.equal(first["weights"][k], second["weights"][k]) for k in first["weights"])
+    assert all(r["kl"] > 0 for r in log(output))
+    assert (output / "adapter" / "adapter_config.json").is_file()
+
+
 def test_hrpo_refuses_prompts_per_step_the_world_does_not_divide(sft_run):
     folder, _ = sft_run
     args = ["train", "hrpo", "--config", str(hrpo_config(folder)), "--set", "train.prompts_per_step=3"]

@@ -154,9 +154,9 @@ def test_the_session_stops_on_the_generation_config_eos_too():
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     model.generation_config.eos_token_id = [tokenizer.eos_token_id, im_end]
     reasoner = make_reasoner(model, tokenizer)
-    assert reasoner.eos_ids == {tokenizer.eos_token_id, im_end}
+    assert reasoner.backend.eos_ids == {tokenizer.eos_token_id, im_end}
     model.generation_config.eos_token_id = im_end  # one id, not a list
-    assert make_reasoner(model, tokenizer).eos_ids == {tokenizer.eos_token_id, im_end}
+    assert make_reasoner(model, tokenizer).backend.eos_ids == {tokenizer.eos_token_id, im_end}
 
 
 def test_the_training_configs_build_the_prompt_the_session_reads():

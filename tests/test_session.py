@@ -54,9 +54,9 @@ def test_cache_is_never_reencoded(trained_model, tokenizer):
         run(reasoner)
     finally:
         hook.remove()
-    in_cache = len(reasoner.sequence) - len(reasoner.pending)
-    assert sum(seen) == reasoner.encoded_tokens == in_cache == reasoner.cache.get_seq_length()
-    assert len(reasoner.pending) == 1  # only the final <|answer_end|> was never needed as input
+    backend = reasoner.backend
+    in_cache = len(reasoner.sequence) - 1  # only the final <|answer_end|> was never needed as input
+    assert sum(seen) == backend.encoded_tokens == in_cache == backend.cache.get_seq_length()
 
 
 @pytest.mark.parametrize("trained", [True, False], ids=["memorised", "random"])

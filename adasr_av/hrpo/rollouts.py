@@ -14,6 +14,7 @@ reaches the token that earned it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from adasr_av.data.dataset import StreamedStory
@@ -21,7 +22,13 @@ from adasr_av.evaluation import RUNTIME_CLOSED, StoryResult, story_result
 from adasr_av.hrpo.advantages import TokenLabels, TokenPhase
 from adasr_av.hrpo.rewards import ScoredRollout
 from adasr_av.reasoner.protocol import ProtocolIds
-from adasr_av.reasoner.session import Rollout, Segment, StreamingReasoner, reason_over_stream
+from adasr_av.reasoner.session import (
+    Rollout,
+    Segment,
+    StreamingReasoner,
+    reason_over_stream,
+    reason_over_streams,
+)
 from adasr_av.timing import overflow_by_chunk
 from adasr_av.types import Event
 
@@ -71,15 +78,23 @@ def sample_group(reasoner: StreamingReasoner, story: StreamedStory) -> list[Samp
     """Run the story through `reasoner`'s group of rollouts (sampling set in its options)."""
     for _ in reason_over_stream(reasoner, story.chunks, story.question, story.answer, story.t_stream_end):
         pass
-    eos = reasoner.tokenizer.eos_token_id
-    return [sampled_rollout(row, reasoner.ids, story, eos) for row in reasoner.rollouts]
+    return [sampled_rollout(row, reasoner.ids, story) for row in reasoner.rollouts]
 
 
-def sampled_rollout(
-    row: Rollout, ids: ProtocolIds, story: StreamedStory, eos_id: int | None = None
-) -> SampledRollout:
+def sample_groups(
+    reasoner: StreamingReasoner, stories: Sequence[StreamedStory]
+) -> list[list[SampledRollout]]:
+    """Every story's group of `reasoner.group_size` rollouts, all decoded together as the rows of
+    one session (a step's groups cost one batched forward per token, not one each)."""
+    g = reasoner.group_size
+    rows = [story for story in stories for _ in range(g)]
+    reason_over_streams(reasoner, [(s.chunks, s.question, s.answer, s.t_stream_end) for s in rows])
+    sampled = [sampled_rollout(row, reasoner.ids, s) for row, s in zip(reasoner.rollouts, rows, strict=True)]
+    return [sampled[k * g : (k + 1) * g] for k in range(len(stories))]
+
+
+def sampled_rollout(row: Rollout, ids: ProtocolIds, story: StreamedStory) -> SampledRollout:
     result = story_result(story.id, row.events, story.informative)
-    sampled = {position: eos_id for position in eos_replaced(row)} if eos_id is not None else {}
     return SampledRollout(
         list(row.sequence),
         token_labels(row, ids),
@@ -87,20 +102,30 @@ def sampled_rollout(
         result,
         row.events,
         tuple(row.segments),
-        sampled,
+        eos_replaced(row),
     )
 
 
-def eos_replaced(row: Rollout) -> set[int]:
-    """Positions of the closing tokens the runtime wrote where the model had sampled EOS (the span's
-    event says `eos`); a span closed at its token cap was not the model's choice and is not here."""
-    ended = {e.chunk_index for e in row.events if e.type in ("think", "skip") and e.info.get("eos")}
-    phases = {e.type for e in row.events if e.type in ("deep", "answer") and e.info.get("eos")}
-    return {
-        span.start
-        for span in row.spans
-        if span.role == "runtime" and (span.unit in ended if span.phase == "stream" else span.phase in phases)
+def eos_replaced(row: Rollout) -> dict[int, int]:
+    """Position of each closing token the runtime wrote where the model had sampled EOS (the span's
+    event says `eos`), with the EOS id the model chose there (a model may declare several in its
+    generation_config); a span closed at its token cap was not the model's choice and is not here."""
+    units = {
+        e.chunk_index: e.info["eos_id"]
+        for e in row.events
+        if e.type in ("think", "skip") and e.info.get("eos")
     }
+    phases = {
+        e.type: e.info["eos_id"] for e in row.events if e.type in ("deep", "answer") and e.info.get("eos")
+    }
+    replaced = {}
+    for span in row.spans:
+        if span.role != "runtime":
+            continue
+        chosen = units.get(span.unit) if span.phase == "stream" else phases.get(span.phase)
+        if chosen is not None:
+            replaced[span.start] = chosen
+    return replaced
 
 
 def token_labels(row: Rollout, ids: ProtocolIds) -> TokenLabels:

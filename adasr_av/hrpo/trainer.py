@@ -35,7 +35,7 @@ from adasr_av.hrpo.rewards import (
     stream_reward,
     unit_rewards,
 )
-from adasr_av.hrpo.rollouts import SampledRollout, sample_group
+from adasr_av.hrpo.rollouts import SampledRollout, sample_group, sample_groups
 from adasr_av.reasoner.sampling import SamplingOptions
 from adasr_av.reasoner.session import ReasonerOptions, StreamingReasoner
 from adasr_av.timing import CostModelClock, load_cost_model
@@ -46,6 +46,7 @@ from adasr_av.training.model_setup import (
     checkpoint_in_eval,
     fit_backend,
     loss_divisor,
+    merged_lora,
     with_lora,
 )
 from adasr_av.training.run_folder import (
@@ -70,6 +71,9 @@ class RolloutConfig:
     max_deep_tokens: int = 256
     lag_hint: bool = False  # tell the model each chunk's current lag inside its span
     cost_profile: str = "paper"  # the clock of the latency reward: "paper" or a calibrate JSON
+    # groups decoded together as the rows of one session (0: all of a step's on this process); the
+    # KV cache grows with rows x tokens, so big models on one GPU set a few
+    groups_together: int = 0
 
 
 @dataclass
@@ -158,6 +162,7 @@ def check_config(config: HRPOConfig) -> None:
     checks = (
         ("rollout.group_size", r.group_size >= 2, "at least 2 (advantages compare rollouts in a group)"),
         ("rollout.temperature", r.temperature > 0, "positive"),
+        ("rollout.groups_together", r.groups_together >= 0, "0 (all of a step's) or more"),
         ("hrpo.lam", 0.0 <= o.lam <= 1.0, "in [0, 1]"),
         ("hrpo.eps_low", 0.0 <= o.eps_low < 1.0, "in [0, 1)"),
         ("hrpo.eps_high", o.eps_high >= 0.0, "non-negative"),
@@ -210,21 +215,22 @@ class RolloutGroup:
     rewards: list[float]
 
 
-def group_step(
-    model, tokenizer, story: StreamedStory, config: HRPOConfig, clock, sample_seed: int
-) -> RolloutGroup:
-    """Sample one group and give each token its advantage."""
-    r, o = config.rollout, config.hrpo
+def rollout_options(config: HRPOConfig, sample_seed: int) -> ReasonerOptions:
+    """The session options of a step's rollouts: sampled, with the recipe's caps and prompt."""
+    r = config.rollout
     sampling = SamplingOptions(do_sample=True, temperature=r.temperature, top_p=r.top_p, seed=sample_seed)
-    options = ReasonerOptions(
+    return ReasonerOptions(
         sampling=sampling,
         max_unit_tokens=r.max_unit_tokens,
         max_deep_tokens=r.max_deep_tokens,
         lag_hint=r.lag_hint,
         chat_template=config.model.chat_template,  # the prompt the SFT sequences were built with
     )
-    reasoner = StreamingReasoner(model, tokenizer, options, clock, group_size=r.group_size)
-    rollouts = sample_group(reasoner, story)
+
+
+def scored_group(rollouts: list[SampledRollout], story: StreamedStory, config: HRPOConfig) -> RolloutGroup:
+    """One story's sampled group with its rewards and each token's advantage."""
+    o = config.hrpo
     scored = [x.scored for x in rollouts]
     records = [story.record] * len(rollouts)
     global_rewards = [sum(v) for v in zip(*(fn(scored, records) for fn in reward_functions(o)), strict=True)]
@@ -239,6 +245,35 @@ def group_step(
     labels = [x.labels for x in rollouts]
     advantages = token_advantages(labels, global_rewards, stream, deep, o.lam, o.granularity, units)
     return RolloutGroup(rollouts, advantages, global_rewards)
+
+
+def group_step(
+    model, tokenizer, story: StreamedStory, config: HRPOConfig, clock, sample_seed: int
+) -> RolloutGroup:
+    """Sample one story's group and give each token its advantage (TRL's path: one prompt a call)."""
+    options = rollout_options(config, sample_seed)
+    reasoner = StreamingReasoner(model, tokenizer, options, clock, group_size=config.rollout.group_size)
+    return scored_group(sample_group(reasoner, story), story, config)
+
+
+def step_groups(
+    model, tokenizer, stories: list[StreamedStory], config: HRPOConfig, clock, sample_seed: int
+) -> list[RolloutGroup]:
+    """A step's groups (this process's stories), `rollout.groups_together` at a time decoded as the
+    rows of one session (one batched forward per token for all of them, not one per group), then
+    scored group by group. Batch b samples with seed `sample_seed + b`."""
+    r = config.rollout
+    size = r.groups_together or max(len(stories), 1)
+    groups: list[RolloutGroup] = []
+    for b, start in enumerate(range(0, len(stories), size)):
+        batch = stories[start : start + size]
+        options = rollout_options(config, sample_seed + b)
+        reasoner = StreamingReasoner(model, tokenizer, options, clock, group_size=r.group_size)
+        sampled = sample_groups(reasoner, batch)
+        groups += [
+            scored_group(rollouts, story, config) for rollouts, story in zip(sampled, batch, strict=True)
+        ]
+    return groups
 
 
 def train_hrpo(config: HRPOConfig, progress: bool = True) -> Path:
@@ -294,12 +329,9 @@ def train_hrpo(config: HRPOConfig, progress: bool = True) -> Path:
     while step < t.max_steps:
         indices = prompt_order(len(stories), t.seed, step, t.prompts_per_step)
         policy = accelerator.unwrap_model(model).eval()
-        groups = []
-        for k, index in enumerate(indices):
-            if k % world != rank:
-                continue
-            seed = _sampling_seed(t.seed, step, k)
-            groups.append(group_step(policy, tokenizer, stories[index], config, clock, sample_seed=seed))
+        mine = [stories[index] for k, index in enumerate(indices) if k % world == rank]
+        with merged_lora(policy):
+            groups = step_groups(policy, tokenizer, mine, config, clock, _sampling_seed(t.seed, step, rank))
         kept = [g for g in groups if carries_signal(g.advantages) or not o.drop_zero_variance]
         dropped = len(groups) - len(kept)
         stats = _update(model, optimizer, accelerator, kept, pad, o, t, reference, config.rollout.temperature)

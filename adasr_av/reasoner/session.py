@@ -21,17 +21,14 @@ sees exactly what a single session would give it.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-import torch
-
 from adasr_av.errors import AdasrError
 from adasr_av.reasoner.answer import answers_match, extract_boxed
+from adasr_av.reasoner.backend import CacheBackend, Generation, RolloutBackend
 from adasr_av.reasoner.context import MIN_PIECE_TOKENS, SKIP_WINDOW_CONFIG_KEY, ContextPolicy, Piece
-from adasr_av.reasoner.kv_cache import StreamingCache, cache_argument, native_gqa_on_cpu
 from adasr_av.reasoner.protocol import (
     DEFAULT_INSTRUCTION,
     Mode,
@@ -151,10 +148,14 @@ class Rollout:
     n_chunks: int = 0  # chunks fed to this row's stream so far
     t_last_avail: float = 0.0  # the latest arrival on this row's stream
 
-    def append(self, ids: list[int], role: Role, phase: Phase, unit: int | None = None) -> None:
+    def append(
+        self, ids: list[int], role: Role, phase: Phase, unit: int | None = None, run: bool = True
+    ) -> None:
+        """Write ids on the row; `run` False for tokens the backend sampled (it has them already)."""
         start = len(self.sequence)
         self.sequence.extend(ids)
-        self.pending.extend(ids)
+        if run:
+            self.pending.extend(ids)
         self.context.extend(ids)
         last = self.spans[-1] if self.spans else None
         if last and (last.role, last.phase, last.unit) == (role, phase, unit) and last.end == start:
@@ -185,24 +186,6 @@ class Rollout:
         self.segments.append(Segment(len(self.sequence), tuple(ids)))
 
 
-@dataclass
-class _Generation:
-    tokens: list[int] = field(default_factory=list)
-    stop: int | None = None  # the closing token the model wrote, if it wrote one
-    eos: bool = False  # the model ended with EOS instead (dropped; the runtime closes the span)
-    wall_s: float = 0.0
-
-    @property
-    def body(self) -> list[int]:
-        """The tokens without the closing protocol token."""
-        return self.tokens[:-1] if self.stop is not None else self.tokens
-
-    @property
-    def info(self) -> dict[str, bool]:
-        """Flags for the event: `capped` when the token cap closed the span."""
-        return {"capped": self.stop is None and not self.eos} | ({"eos": True} if self.eos else {})
-
-
 class StreamingReasoner:
     """Thinks or skips after each chunk while the stream arrives, deliberates once at its end.
 
@@ -221,6 +204,7 @@ class StreamingReasoner:
         options: ReasonerOptions = ReasonerOptions(),
         clock: ComputeClock | None = None,
         group_size: int = 1,
+        backend: RolloutBackend | None = None,
     ):
         if group_size < 1:
             raise ValueError(f"group_size must be at least 1, got {group_size}")
@@ -231,12 +215,11 @@ class StreamingReasoner:
         self.group_size = group_size
         self.ids = ProtocolIds.of(tokenizer)
         self.device = next(model.parameters()).device
-        self.eos_ids = eos_ids(model, tokenizer)
-        self.pad_id = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
         self.max_positions = getattr(model.config, "max_position_embeddings", None) or getattr(
             model.config, "n_positions", None
         )
-        self.cache_argument = cache_argument(model)
+        pad_id = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
+        self.backend = backend or CacheBackend(model, pad_id, eos_ids(model, tokenizer), self.max_positions)
         self.policy = self._context_policy()
         self._started = False
 
@@ -253,13 +236,8 @@ class StreamingReasoner:
                 f"start_many needs one reference per question: {len(questions)}, {len(references)}"
             )
         self.sampler = TokenSampler(self.options.sampling, self.device)
-        self.cache = StreamingCache(self.model.config)
         self.rollouts = [Rollout(reference=reference) for reference in references]
-        self.encoded_tokens = 0  # positions ever run through the model: equals the cache length
-        self._logits: torch.Tensor | None = None  # [rows, vocab]: each row's next-token logits
-        self._fresh = False  # whether _logits reflect every token written so far
-        self._mask: torch.Tensor | None = None  # [rows, cache length], once a row has a hole
-        self._positions = torch.zeros(len(self.rollouts), dtype=torch.long, device=self.device)
+        self.backend.reset(len(self.rollouts))
         o = self.options
         prompts = [prompt_ids(self.tokenizer, q, o.instruction, o.chat_template) for q in questions]
         for prompt in prompts:
@@ -544,10 +522,7 @@ class StreamingReasoner:
             if pieces is not None:
                 row.compact(pieces)
             row.pending = list(row.context)
-        self.cache = StreamingCache(self.model.config)
-        self.encoded_tokens = 0
-        self._mask, self._logits = None, None
-        self._positions.zero_()
+        self.backend.reset(len(self.rollouts))
         wall = self._forward()
         for row, pieces, (tokens, n_pieces), index, a_i in zip(
             self.rollouts, kept, before, indices, arrivals, strict=True
@@ -574,85 +549,24 @@ class StreamingReasoner:
         return self._forward()
 
     def _forward(self) -> float:
-        """Run every row's pending tokens in one forward (short rows padded, the pads masked)."""
-        lengths = [len(row.pending) for row in self.rollouts]
-        width = max(lengths)
-        if width == 0:  # every row's logits already follow its last token
-            self._fresh = True
-            return 0.0
-        longest = int((self._positions + torch.tensor(lengths, device=self.device)).max())
-        if self.max_positions and longest > self.max_positions:
-            raise AdasrError(  # the context policy keeps this from happening; it reports a bug if it does
-                f"stream too long for the model: {longest} tokens > {self.max_positions} positions"
-            )
-        t0 = time.perf_counter()
-        inputs = torch.tensor(
-            [
-                row.pending + [self.pad_id] * (width - n)
-                for row, n in zip(self.rollouts, lengths, strict=True)
-            ],
-            device=self.device,
-        )
-        kwargs = {}
-        if self._mask is not None or min(lengths) < width:
-            real = (
-                torch.arange(width, device=self.device)[None, :]
-                < torch.tensor(lengths, device=self.device)[:, None]
-            )
-            if self._mask is None:
-                self._mask = torch.ones(
-                    len(self.rollouts), self.encoded_tokens, dtype=torch.long, device=self.device
-                )
-            self._mask = torch.cat([self._mask, real.long()], dim=1)
-            positions = self._positions[:, None] + torch.arange(width, device=self.device)[None, :]
-            kwargs = {"attention_mask": self._mask, "position_ids": positions}
-        with torch.inference_mode(), native_gqa_on_cpu(self.device):
-            out = self.model(input_ids=inputs, use_cache=True, **{self.cache_argument: self.cache}, **kwargs)
-        self._check_cache(self.encoded_tokens + width)
-        last = torch.tensor([max(n - 1, 0) for n in lengths], device=self.device)
-        logits = out.logits[torch.arange(len(self.rollouts), device=self.device), last, :]
-        if self._logits is not None and min(lengths) == 0:
-            # a row with nothing to run (its last token was run earlier) keeps the logits it had: a
-            # row whose deep phase ended first samples its answer from them, not from a pad
-            ran = torch.tensor(lengths, device=self.device)[:, None] > 0
-            logits = torch.where(ran, logits, self._logits)
-        self._logits, self._fresh = logits, True
-        self._positions += torch.tensor(lengths, device=self.device)
-        self.encoded_tokens += width
+        """Run every row's pending tokens through the backend; returns wall seconds."""
+        wall = self.backend.run([row.pending for row in self.rollouts])
         for row in self.rollouts:
             row.pending.clear()
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        return time.perf_counter() - t0
+        return wall
 
     def _generate(
         self, caps: list[int], stops: set[int], phase: Phase, units: Sequence[int | None] | None = None
-    ) -> list[_Generation]:
-        """Sample up to `caps[r]` tokens for each row r, one batched forward per step; a row stops
-        at a token of `stops` (or EOS, which is not kept). Rows with cap 0 write nothing."""
-        gens = [_Generation() for _ in self.rollouts]
-        active = [cap > 0 for cap in caps]
-        t0 = time.perf_counter()
-        while any(active):
-            if not self._fresh:
-                self._forward()
-            tokens = self.sampler(self._logits).tolist()
-            self._fresh = False
-            for r, (row, gen, token) in enumerate(zip(self.rollouts, gens, tokens, strict=True)):
-                if not active[r]:
-                    continue
-                if token in self.eos_ids and token not in stops:
-                    gen.eos, active[r] = True, False
-                    continue
-                gen.tokens.append(token)
-                row.append([token], "model", phase, units[r] if units is not None else None)
-                if token in stops:
-                    gen.stop, active[r] = token, False
-                elif len(gen.tokens) >= caps[r]:
-                    active[r] = False
-        wall = time.perf_counter() - t0
-        for row, gen in zip(self.rollouts, gens, strict=True):
-            gen.wall_s = wall
+    ) -> list[Generation]:
+        """Sample up to `caps[r]` tokens for each row r (one batched step at a time in the default
+        backend); a row stops at a token of `stops` (or EOS, which is not kept). Rows with cap 0
+        write nothing."""
+        if any(caps):
+            self._forward()  # what the runtime wrote since the last run (a closing token) goes in first
+        gens = self.backend.generate(caps, stops, self.sampler, self.options.sampling.temperature)
+        for r, (row, gen) in enumerate(zip(self.rollouts, gens, strict=True)):
+            if gen.tokens:
+                row.append(gen.tokens, "model", phase, units[r] if units is not None else None, run=False)
             row.generated_tokens += len(gen.tokens) if phase != "answer" else 0
         return gens
 
@@ -702,18 +616,6 @@ class StreamingReasoner:
             left = min(left, self.max_positions - len(row.context) - self.options.max_answer_tokens - 2)
         return max(0, left)
 
-    def _check_cache(self, expected: int) -> None:
-        """The model must have written what it was fed into the cache it was given: one that ignored
-        the cache argument would see only the newest tokens from then on, with no error."""
-        cached = self.cache.get_seq_length()
-        if cached != expected:
-            import transformers
-
-            raise AdasrError(
-                f"the model ignored its KV cache: {cached} tokens cached after {expected} fed "
-                f"(transformers {transformers.__version__} takes it as `{self.cache_argument}`?)"
-            )
-
     def _require_started(self) -> None:
         if not self._started:
             raise RuntimeError("call start(question) before feed() or finish()")
@@ -752,3 +654,17 @@ def reason_over_stream(
         reasoner.feed(chunk)
         yield from reasoner.events[n:]
     yield from reasoner.finish(t_stream_end() if callable(t_stream_end) else t_stream_end)
+
+
+def reason_over_streams(
+    reasoner: StreamingReasoner,
+    streams: Sequence[tuple[Sequence[TextChunk], str, str | None, float | None]],
+) -> list[list[Event]]:
+    """Several whole streams, (chunks, question, reference, stream end) each, as the rows of one
+    session: chunk i of every stream is fed in the same step (a stream that ran out waits), and the
+    rows finish together, each at its own end. Returns each row's events."""
+    reasoner.start_many([question for _, question, _, _ in streams], [ref for _, _, ref, _ in streams])
+    for i in range(max(len(chunks) for chunks, _, _, _ in streams)):
+        reasoner.feed_many([chunks[i] if i < len(chunks) else None for chunks, _, _, _ in streams])
+    reasoner.finish_many([end for _, _, _, end in streams])
+    return [row.events for row in reasoner.rollouts]

@@ -4,6 +4,8 @@ from here, not from each other)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -47,6 +49,29 @@ def with_lora(model, tokenizer, m: ModelConfig):
         trainable_token_indices=protocol if m.lora_train_protocol_tokens else None,
     )  # fmt: skip
     return get_peft_model(model, lora)
+
+
+@contextmanager
+def merged_lora(model) -> Iterator[None]:
+    """LoRA's deltas folded into the base weights for the duration (rollouts then decode with plain
+    matmuls, not base + B @ A in every layer at every token), unfolded after; no-op without adapters.
+
+    Unmerging subtracts the delta again, which in bfloat16 would not give the base weights back (an
+    ulp of drift per layer per step, compounding): the weights LoRA touches are copied before the
+    merge and put back after, so the base is exact whatever the dtype (memory: one copy of them)."""
+    if not hasattr(model, "merge_adapter"):
+        yield
+        return
+    layers = [m.base_layer for m in model.modules() if hasattr(m, "base_layer") and hasattr(m, "lora_A")]
+    saved = [layer.weight.detach().clone() for layer in layers]
+    model.merge_adapter()
+    try:
+        yield
+    finally:
+        model.unmerge_adapter()
+        with torch.no_grad():
+            for layer, weight in zip(layers, saved, strict=True):
+                layer.weight.copy_(weight)
 
 
 def adamw(model, lr: float, weight_decay: float) -> torch.optim.AdamW:
