@@ -24,7 +24,7 @@ from adasr_av.atomic import write_atomically
 from adasr_av.data.dataset import StreamedStory
 from adasr_av.errors import AdasrError
 from adasr_av.reasoner.protocol import Mode
-from adasr_av.reasoner.session import ReasonerOptions, make_reasoner, reason_over_stream, reason_over_streams
+from adasr_av.reasoner.session import ReasonerOptions, make_reasoner, reason_over_streams
 from adasr_av.stats import percentile, wilson_interval
 from adasr_av.timing import PAPER_PROFILE, ComputeClock, CostModelClock
 from adasr_av.types import Event
@@ -212,15 +212,6 @@ def _story_events(reasoner, stories: Sequence[StreamedStory]) -> list[list[Event
     """Every event of each story, the stories run as the rows of one session (a story that fails
     is found by running the group's stories alone, so the error names it)."""
     try:
-        if len(stories) == 1:
-            story = stories[0]
-            return [
-                list(
-                    reason_over_stream(
-                        reasoner, story.chunks, story.question, story.answer, story.t_stream_end
-                    )
-                )
-            ]
         return reason_over_streams(
             reasoner, [(s.chunks, s.question, s.answer, s.t_stream_end) for s in stories]
         )
