@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import adasr_av.encoders  # noqa: F401  (CTranslate2's numeric path, set before any test loads it)
 from adasr_av.reasoner.protocol import (
     chunk_span,
     deep_span,

@@ -310,7 +310,9 @@ def test_echo_start_finds_an_unfinished_fragment_that_repeats_earlier_words():
     assert echo_start(said + as_words("Adam has 71"), first=7) is None  # too short to tell
 
 
-@pytest.mark.parametrize(("name", "last"), [("cooking", "together now"), ("shopping", "does jack have")])
+# shopping's question is heard "How many apples does dark have out?" (tiny.en hears eSpeak's "Jack"
+# as "dark" in float32): "have" is past the word where the cut buffer stopped.
+@pytest.mark.parametrize(("name", "last"), [("cooking", "together now"), ("shopping", "have")])
 def test_a_file_that_ends_on_its_question_is_heard_to_its_end_and_no_further(whisper, name, last):
     """Demo stories (eSpeak en+m7, half-second pauses, no silence after the question). Measured
     before the fixes: cooking.mp3 ended "... together now? Adam has 71 cookies", Whisper writing

@@ -414,6 +414,11 @@ class StreamingReasoner:
         return self.rollouts[0].spans
 
     @property
+    def n_chunks(self) -> int:
+        """Chunks fed to the first rollout's stream so far."""
+        return self.rollouts[0].n_chunks
+
+    @property
     def text(self) -> str:
         """The first rollout's whole sequence so far, protocol tokens included."""
         return self._text(self.sequence)
