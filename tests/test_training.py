@@ -266,6 +266,19 @@ def test_sft_stops_when_validation_stops_improving_and_keeps_the_best(data_dir):
     assert any(not torch.allclose(last[k], final[k]) for k in final)
 
 
+def test_a_best_model_that_improves_again_replaces_the_saved_best(data_dir):
+    """Validation improving twice saves `best` twice; the second save once failed with "Directory
+    not empty" and ended the run (the read-then-think baseline, at its second validation)."""
+    config = _config(data_dir, "improving", 6, eval_every=1, patience=6)
+    assert main(["train", "sft", "--config", config, "--no-progress"]) == 0
+    out = data_dir / "improving"
+    valid = [loss for r in _log(out) if "valid_loss" in r for loss in [r["valid_loss"]]]
+    improvements = [i for i, loss in enumerate(valid) if all(loss < v for v in valid[:i])]
+    assert len(improvements) >= 2  # a second best was saved over the first
+    assert_same_weights(out / "best", out / "final")
+    assert not [p.name for p in out.iterdir() if p.name.endswith((".old", ".partial"))]
+
+
 def test_sft_plot_fault_after_training_keeps_the_final_model(data_dir):
     """log.png is a folder, so the plot fails for real: a warning, and the final model is saved."""
     from adasr_av.reasoner.loading import load_reasoner_model

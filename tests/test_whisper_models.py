@@ -197,7 +197,9 @@ def test_bad_names_are_one_line(name, message, tmp_path):
     assert str(raised.value) == message.format(tmp=tmp_path)
 
 
-@pytest.mark.parametrize(("device", "compute"), [("cpu", "float32"), ("cuda", "float16"), ("cuda:1", "float16")])
+@pytest.mark.parametrize(
+    ("device", "compute"), [("cpu", "float32"), ("cuda", "float16"), ("cuda:1", "float16")]
+)
 def test_compute_type_follows_the_device(device, compute):
     assert compute_type_for(device) == compute
 

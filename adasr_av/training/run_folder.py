@@ -282,6 +282,17 @@ def finish_run(accelerator, model, tokenizer, output: Path, use_saved: str | Non
     return final
 
 
+def replace_folder(new: Path, target: Path) -> None:
+    """Put the folder `new` at `target`, which may already hold one (a better `best` replaces the
+    last): the old one is moved aside first, as a rename cannot land on a folder that has files."""
+    old = target.with_name(f"{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.replace(old)
+    new.replace(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def save_final(accelerator, model, tokenizer, output: Path, name: str = "final") -> Path:
     final = output / name
     accelerator.wait_for_everyone()
@@ -295,6 +306,6 @@ def save_final(accelerator, model, tokenizer, output: Path, name: str = "final")
             model = (model if name == "final" else copy.deepcopy(model)).merge_and_unload()
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        tmp.replace(final)
+        replace_folder(tmp, final)
     accelerator.wait_for_everyone()  # every rank returns a folder that is there
     return final
