@@ -21,7 +21,10 @@ paired bootstrap over stories with a sign-flip p-value. A method is called bette
 interval of the difference excludes zero; otherwise the line says "no difference resolved".
 
 Each evaluation is cached in runs/results-cache (per-story results, keyed by the weights, data,
-limit, mode and profile), so a rerun evaluates only what changed. Missing models are skipped and
+limit, mode and profile), so a rerun evaluates only what changed, and its per-story results are
+committed in training/tiny/evals/ (gzip JSON named by model, mode, data, profile and limit): a
+later checkout without the runs prints the same tables from them without reading the test split
+again, and evaluates only the models it has (a retrained read-then-think baseline, say). Missing models are skipped and
 named. The tables go into training/tiny/RESULTS.md between this script's markers.
 Last line: RESULT ... (accuracy of each method and regime, and the verdicts)
 """
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gzip
 import hashlib
 import json
 import shlex
@@ -59,6 +63,7 @@ from adasr_av.timing import CostModelClock, load_cost_model
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 CACHE = ROOT / "runs" / "results-cache"
+RECORDS = HERE / "evals"  # committed per-story results, for runs no longer on disk
 CHOICES = HERE / "choices.json"
 RESULTS = HERE / "RESULTS.md"
 SEEDS = (0, 1, 2)
@@ -139,11 +144,26 @@ def _cache_path(job: Job) -> Path | None:
     return CACHE / f"{hashlib.sha1(json.dumps(stamp).encode()).hexdigest()[:16]}.json"
 
 
+def _record_path(job: Job) -> Path:
+    """The committed record of a job: named by what was evaluated, not by the weights' files."""
+    return RECORDS / f"{hashlib.sha1(json.dumps(list(job)).encode()).hexdigest()[:16]}.json.gz"
+
+
+def _read_results(path: Path) -> list[StoryResult]:
+    text = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    return [StoryResult(**{**s, "violations": tuple(s["violations"]), "thoughts": tuple(s["thoughts"])})
+            for s in json.loads(text)["stories"]]  # fmt: skip
+
+
 def evaluated(job: Job, progress: bool = False) -> list[StoryResult] | None:
-    """The per-story results of a job, from the cache or evaluated now (and cached)."""
-    path = _cache_path(job)
+    """The per-story results of a job: from the cache, evaluated now (and cached), or, when its
+    model is no longer on disk (runs/ is not kept), from the record committed when it was
+    evaluated. Every evaluation of a model on disk rewrites its record, so a retrained model's
+    figures replace the old ones."""
+    record = _record_path(job)
+    path = None if record.is_file() and not _model_on_disk(job[0]) else _cache_path(job)
     if path is None:
-        return None
+        return _read_results(record) if record.is_file() else None
     if not path.is_file():
         model, mode, data, cost, limit = job
         clock = CostModelClock(_cost_model(cost))
@@ -154,8 +174,13 @@ def evaluated(job: Job, progress: bool = False) -> list[StoryResult] | None:
         )
         report = summarise(results, model=model, data=data, mode=mode, clock=clock)
         save_evaluation(path, report, results)
-    return [StoryResult(**{**s, "violations": tuple(s["violations"]), "thoughts": tuple(s["thoughts"])})
-            for s in json.loads(path.read_text())["stories"]]  # fmt: skip
+    RECORDS.mkdir(exist_ok=True)
+    record.write_bytes(gzip.compress(path.read_bytes(), mtime=0))
+    return _read_results(path)
+
+
+def _model_on_disk(model: str) -> bool:
+    return (ROOT / model / "config.json").is_file()
 
 
 def _fill(job: Job) -> None:
