@@ -25,7 +25,8 @@ limit, mode and profile), so a rerun evaluates only what changed, and its per-st
 committed in training/tiny/evals/ (gzip JSON named by model, mode, data, profile and limit): a
 later checkout without the runs prints the same tables from them without reading the test split
 again, and evaluates only the models it has (a retrained read-then-think baseline, say). Missing
-models with no record are skipped and named. The tables go into training/tiny/RESULTS.md between this script's markers.
+models with no record are skipped and named. The tables go into training/tiny/RESULTS.md between
+this script's markers.
 Last line: RESULT ... (accuracy of each method and regime, and the verdicts)
 """
 
