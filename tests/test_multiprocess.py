@@ -84,10 +84,12 @@ def sft_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("multiprocess")
     data = folder / "train.jsonl"
     data.write_text("".join(json.dumps(text_record(generate_story(0, "train", i))) + "\n" for i in range(16)))
+    valid = folder / "valid.jsonl"  # 5 stories in batches of 2: rank 0 gets two batches, rank 1 one
+    valid.write_text("".join(json.dumps(text_record(generate_story(0, "valid", i))) + "\n" for i in range(5)))
     config = folder / "sft.toml"
     config.write_text(
         "[model]\nhidden = 32\nlayers = 1\nhead_dim = 16\nvocab_size = 300\ntokenizer_stories = 16\n"
-        f'[data]\ntrain = "{data}"\n'
+        f'[data]\ntrain = "{data}"\nvalid = "{valid}"\nvalid_stories = 5\n'
         f'[train]\noutput = "{folder / "sft"}"\nmax_steps = {STEPS}\nbatch_size = 2\nlr = 5e-3\n'
         "warmup_steps = 1\nlog_every = 1\nsave_every = 2\n"
     )
@@ -102,6 +104,8 @@ def test_sft_on_two_processes_stays_in_sync(sft_run):
     first, _ = assert_in_sync(run, start=run / "init")
     assert first["optimizer_steps"] == STEPS
     assert [r["step"] for r in log(run)] == list(range(1, STEPS + 1))  # logged once, not per rank
+    # validation split over the ranks in unequal shares, summed once: logged at the last step
+    assert [r["step"] for r in log(run) if "valid_loss" in r] == [STEPS] and log(run)[-1]["valid_loss"] > 0
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-2"]
     assert not (run / "final.partial").exists()
 

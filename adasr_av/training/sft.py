@@ -305,16 +305,23 @@ def _over_ranks(accelerator, loss: float, tokens: int) -> tuple[float, int]:
 
 @torch.no_grad()
 def validation_loss(model, examples: list[Example], batch_size: int, pad: int, accelerator) -> float:
-    """Mean loss per model-written token."""
+    """Mean loss per model-written token over all the examples, each rank taking every
+    world-th batch and one reduce adding the sums (every rank gets the same figure, so the
+    patience decision is the same everywhere). The unwrapped model runs the forwards: DDP's
+    forward would broadcast buffers, a collective the ranks' unequal shares would leave unmatched."""
     from adasr_av.training.sequences import IGNORE, collate
 
-    model.eval()
+    net = accelerator.unwrap_model(model)
+    net.eval()
     total, count = 0.0, 0
-    for start in range(0, len(examples), batch_size):
+    first, stride = accelerator.process_index * batch_size, batch_size * accelerator.num_processes
+    for start in range(first, len(examples), stride):
         batch = collate(examples[start : start + batch_size], pad)
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         n = int((batch["labels"][:, 1:] != IGNORE).sum())
-        total += model(**batch).loss.item() * n
+        total += net(**batch).loss.item() * n
         count += n
-    model.train()
-    return total / max(count, 1)
+    net.train()
+    sums = torch.tensor([total, float(count)], dtype=torch.float64, device=accelerator.device)
+    total, count = accelerator.reduce(sums, "sum").tolist()
+    return total / max(count, 1.0)
