@@ -67,10 +67,11 @@ def test_threads_give_the_events_of_the_sequential_run(asr, reasoner_model):
 
 
 class SlowReasoner(StreamingReasoner):
-    """A reasoner slower than the ASR (a sleep stands in for a big model on a small machine)."""
+    """A reasoner slower than the ASR (a sleep stands in for a big model on a small machine): 3 s a
+    chunk, well above the ASR's time for one even on a loaded machine (1.5 s was not, there)."""
 
     def feed(self, chunk):
-        time.sleep(1.5)
+        time.sleep(3.0)
         return super().feed(chunk)
 
 
