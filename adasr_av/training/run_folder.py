@@ -266,7 +266,7 @@ def finish_run(accelerator, model, tokenizer, output: Path, use_saved: str | Non
             tmp = output / "final.partial"
             shutil.rmtree(tmp, ignore_errors=True)
             shutil.copytree(output / use_saved, tmp)
-            tmp.replace(final)
+            replace_folder(tmp, final)
         accelerator.wait_for_everyone()
     log = output / "log.jsonl"
     if accelerator.is_main_process and log.is_file():

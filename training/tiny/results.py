@@ -165,7 +165,8 @@ def evaluated(job: Job, progress: bool = False) -> list[StoryResult] | None:
     path = None if record.is_file() and not _model_on_disk(job[0]) else _cache_path(job)
     if path is None:
         return _read_results(record) if record.is_file() else None
-    if not path.is_file():
+    fresh = not path.is_file()
+    if fresh:
         model, mode, data, cost, limit = job
         clock = CostModelClock(_cost_model(cost))
         net, tokenizer = load_reasoner_model(str(ROOT / model) if (ROOT / model).is_dir() else model)
@@ -175,8 +176,9 @@ def evaluated(job: Job, progress: bool = False) -> list[StoryResult] | None:
         )
         report = summarise(results, model=model, data=data, mode=mode, clock=clock)
         save_evaluation(path, report, results)
-    RECORDS.mkdir(exist_ok=True)
-    record.write_bytes(gzip.compress(path.read_bytes(), mtime=0))
+    if fresh or not record.is_file():
+        RECORDS.mkdir(exist_ok=True)
+        record.write_bytes(gzip.compress(path.read_bytes(), mtime=0))
     return _read_results(path)
 
 
