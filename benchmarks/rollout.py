@@ -5,9 +5,11 @@ Two comparisons, the same stories and caps on both sides, sampling at temperatur
 - `--compare group` (default): a group of G rollouts of one story advancing together in one batched
   forward per step, against the same G rollouts run one at a time.
 - `--compare step`: a whole HRPO step (`--stories` groups of G) as the trainer decodes it now, all
-  groups as the rows of one session, asking the model only for the logits it samples from, LoRA
-  merged into the weights; against the step as it was decoded before issue 18: one group after
-  another, every column's logits, LoRA applied unmerged at every layer.
+  groups as the rows of one session, rows with nothing to do (a story that has ended, a span that
+  closed) out of the batch once half are idle, asking the model only for the logits it samples
+  from, LoRA merged into the weights; against the step as it was decoded before issue 18: one
+  group after another, every row in every forward, every column's logits, LoRA applied unmerged
+  at every layer.
 
 `--shape qwen3-1.7b` runs a layer-accurate proxy of Qwen3-1.7B (28 layers, 16 query and 8 KV heads,
 its 151,936-entry vocabulary; narrow widths so that it runs on a CPU) with random weights and the
@@ -134,6 +136,7 @@ def run_step_compare(model, tokenizer, stories, group: int, now: bool) -> tuple[
         for k, story in enumerate(stories):
             reasoner = StreamingReasoner(model, tokenizer, options(k), group_size=group)
             reasoner.backend.keeps_logits = False
+            reasoner.backend.compacts = False
             for _ in reason_over_stream(
                 reasoner, story.chunks, story.question, story.answer, story.t_stream_end
             ):

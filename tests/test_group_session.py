@@ -16,12 +16,12 @@ SAMPLED = ReasonerOptions(
 
 def run_group(model, tokenizer, group_size, options=SAMPLED, chunks=CHUNKS, question=QUESTION, answer="6"):
     reasoner = StreamingReasoner(model, tokenizer, options, group_size=group_size)
-    seen = []  # the logits each sampling step read, per row
+    seen = []  # the logits each sampling step read: {row: logits} of the rows in the step
     sampler = None
 
-    def recording_sampler(logits):
-        seen.append(logits.clone())
-        return sampler(logits)
+    def recording_sampler(logits, rows=None, of=None):
+        seen.append(by_row(logits, rows))
+        return sampler(logits, rows, of)
 
     reasoner_start = reasoner.start
 
@@ -32,7 +32,13 @@ def run_group(model, tokenizer, group_size, options=SAMPLED, chunks=CHUNKS, ques
 
     reasoner.start = start
     list(reason_over_stream(reasoner, chunks, question, answer))
+    reasoner.backend.widen()  # the whole batch's cache and mask, for the tests that read them
     return reasoner, seen
+
+
+def by_row(logits, rows) -> dict[int, torch.Tensor]:
+    """A sampling step's logits keyed by row (a step holds only the rows still writing)."""
+    return dict(zip(rows if rows is not None else range(len(logits)), logits.clone(), strict=True))
 
 
 def waited_then_went_on(reasoner, r: int) -> bool:
@@ -62,7 +68,9 @@ def assert_each_row_sampled_from_its_own_logits(model, reasoner, seen) -> None:
         steps = iter(seen)
         for p in written:
             target = full[p - 1]
-            assert any(torch.allclose(step[r], target, atol=1e-4) for step in steps), f"row {r} position {p}"
+            assert any(r in step and torch.allclose(step[r], target, atol=1e-4) for step in steps), (
+                f"row {r} position {p}"
+            )
 
 
 def test_sampling_logits_match_a_full_pass_on_each_row(trained_model, tokenizer):
@@ -102,7 +110,8 @@ def test_one_batched_forward_per_step(trained_model, tokenizer):
         reasoner, _ = run_group(trained_model, tokenizer, group_size=5)
     finally:
         hook.remove()
-    assert all(batch == 5 for batch, _ in shapes)
+    assert all(batch == 5 for batch, width in shapes if width > 1)
+    assert all(batch <= 5 for batch, _ in shapes)
     longest = max(sum(s.end - s.start for s in r.spans if s.role == "model") for r in reasoner.rollouts)
     prefills = 1 + len(CHUNKS) + 1
     assert len(shapes) <= prefills + longest + 1  # not one loop per rollout
@@ -154,8 +163,8 @@ def stories_of_different_lengths():
 
 def test_groups_of_different_stories_decode_together_as_each_alone(trained_models, tokenizer):
     """A step's groups (three stories of different lengths, two greedy rollouts each) as the six rows
-    of one session: every forward carries all six rows, only the last position's logits are asked
-    for while decoding, and each row writes what its story's group writes alone."""
+    of one session: rows with nothing to do leave the batch, only the last position's logits are
+    asked for while decoding, and each row writes what its story's group writes alone."""
     from adasr_av.hrpo.rollouts import sample_group, sample_groups
 
     model = trained_models["qwen3"]
@@ -170,8 +179,12 @@ def test_groups_of_different_stories_decode_together_as_each_alone(trained_model
         together = sample_groups(StreamingReasoner(model, tokenizer, options, group_size=2), stories)
     finally:
         hook.remove()
-    assert {shape[0] for shape, _ in calls} == {6}
+    assert calls[0][0][0] == 6 and calls[-1][0][0] <= 6  # the questions, the answers' last step
     assert all(keep == 1 for shape, keep in calls if shape[1] == 1)  # decode steps: one column
+    # once at most half the rows have work (the longest story's chunks, a span closed early on
+    # most rows) the batch narrows to them; the others come back later behind masked holes
+    assert {shape[0] for shape, _ in calls if shape[1] > 1} > {6}  # narrowed prefills
+    assert {shape[0] for shape, _ in calls if shape[1] == 1} > {6}  # narrowed decode steps
     for story, group in zip(stories, together, strict=True):
         alone = sample_group(StreamingReasoner(model, tokenizer, options, group_size=2), story)
         assert [r.tokens for r in group] == [r.tokens for r in alone]
@@ -195,3 +208,102 @@ def test_logits_of_the_last_columns_only_change_no_choice(trained_models, tokeni
         for _ in reason_over_stream(reasoner, CHUNKS, QUESTION, "6"):
             pass
     assert [r.sequence for r in keeping.rollouts] == [r.sequence for r in full.rollouts]
+
+
+def test_narrowed_batches_with_holes_of_their_own_read_as_each_row_alone(trained_models, tokenizer):
+    """Caps chosen so the batch narrows and the narrowed batch has holes of its own: eight rows,
+    five stop after one token (8 -> 3 rows), one of the three after two more (a hole inside the
+    3-row batch: 2 of 3 writing do not narrow it again), then every row gets a span again (the
+    batch widens back) and writes on. The logits each token was sampled from must equal a full
+    forward of its row alone."""
+    from adasr_av.reasoner.backend import CacheBackend
+    from adasr_av.reasoner.sampling import TokenSampler
+
+    model = trained_models["qwen3"]
+    backend = CacheBackend(model, tokenizer.pad_token_id or 0, frozenset(), None)
+    backend.reset(8)
+    sequences = [tokenizer.encode(f"{QUESTION}{' apple' * r}") for r in range(8)]
+    written: list[list[int]] = [[] for _ in range(8)]  # positions of each row's sampled tokens
+    greedy = TokenSampler(SamplingOptions())
+    seen = []
+
+    def sampler(logits, rows=None, of=None):
+        seen.append(by_row(logits, rows))
+        return greedy(logits, rows, of)
+
+    shapes = []
+    hook = model.register_forward_pre_hook(
+        lambda module, args, kwargs: shapes.append(kwargs["input_ids"].shape[0]), with_kwargs=True
+    )
+    try:
+        backend.run(sequences)
+        for k, caps in enumerate([[1, 1, 1, 1, 1, 6, 3, 6], [4] * 8]):
+            if k:
+                more = [tokenizer.encode(CHUNKS[r % 3].text) for r in range(8)]
+                for seq, ids in zip(sequences, more, strict=True):
+                    seq.extend(ids)
+                backend.run(more)
+            for r, gen in enumerate(backend.generate(caps, set(), sampler)):
+                written[r] += range(len(sequences[r]), len(sequences[r]) + len(gen.tokens))
+                sequences[r].extend(gen.tokens)
+    finally:
+        hook.remove()
+    assert set(shapes) == {8, 3}, f"the batch did not narrow as planned: {sorted(set(shapes))}"
+    assert [len(w) for w in written] == [5, 5, 5, 5, 5, 10, 7, 10]
+    backend.widen()
+    assert backend.cache.get_seq_length() == backend.encoded_tokens == backend._mask.shape[1]
+    assert (backend._mask == 0).any()
+    for r, seq in enumerate(sequences):
+        with torch.inference_mode():
+            full = model(input_ids=torch.tensor([seq])).logits[0]
+        steps = iter(seen)
+        for p in written[r]:
+            target = full[p - 1]
+            assert any(r in step and torch.allclose(step[r], target, atol=1e-4) for step in steps), (
+                f"row {r} position {p}"
+            )
+
+
+def test_a_seed_samples_the_same_rollouts_whether_or_not_rows_leave_the_batch():
+    """The bundled model sampled on three stories of different lengths, two rows each: the rows of
+    the stories that end first leave the batch (narrowing on), or wait in it (off); each row draws
+    its own random numbers either way, so both runs write the same tokens."""
+    from adasr_av.hrpo.rollouts import sample_groups
+    from adasr_av.reasoner.loading import load_reasoner_model
+
+    model, tokenizer = load_reasoner_model("tiny-streaming-sft", dtype="float32")
+    options = ReasonerOptions(sampling=SamplingOptions(do_sample=True, temperature=1.0, seed=4))
+    stories = stories_of_different_lengths()
+    runs, shapes = [], []
+    hook = model.register_forward_pre_hook(
+        lambda module, args, kwargs: shapes.append(kwargs["input_ids"].shape[0]), with_kwargs=True
+    )
+    try:
+        for compacts in (True, False):
+            reasoner = StreamingReasoner(model, tokenizer, options, group_size=2)
+            reasoner.backend.compacts = compacts
+            runs.append([[r.tokens for r in group] for group in sample_groups(reasoner, stories)])
+            shapes.append(None)
+    finally:
+        hook.remove()
+    narrowed = shapes[: shapes.index(None)]
+    assert min(narrowed) < 6 and set(shapes[len(narrowed) + 1 : -1]) == {6}
+    assert runs[0] == runs[1]
+
+
+def test_inverse_cdf_sampling_follows_the_distribution_and_skips_filtered_tokens():
+    from adasr_av.reasoner.sampling import TokenSampler
+
+    probs = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.0])
+    logits = probs.log().expand(20000, -1)
+    counts = torch.bincount(TokenSampler(SamplingOptions(do_sample=True, seed=0))(logits), minlength=5)
+    assert counts[4] == 0
+    # four binomial proportions of n = 20,000: 4.5 standard errors is under 0.016 for each
+    assert torch.allclose(counts[:4] / 20000, probs[:4], atol=0.016), counts
+    top2 = TokenSampler(SamplingOptions(do_sample=True, top_k=2, seed=0))(logits)
+    assert set(top2.tolist()) == {2, 3}
+    # a row's draws do not depend on the other rows in the call
+    one = TokenSampler(SamplingOptions(do_sample=True, seed=5))
+    all_rows = TokenSampler(SamplingOptions(do_sample=True, seed=5))
+    uniform = torch.zeros(6, 50)
+    assert one(uniform[[1, 4]], [1, 4], 6).tolist() == all_rows(uniform)[[1, 4]].tolist()

@@ -15,7 +15,7 @@ from test_hrpo_trainer import memorised_story  # noqa: E402
 
 from adasr_av.errors import AdasrError  # noqa: E402
 from adasr_av.hrpo import trainer as native  # noqa: E402
-from adasr_av.hrpo.advantages import TokenLabels, token_advantages  # noqa: E402
+from adasr_av.hrpo.advantages import TokenLabels, carries_signal, token_advantages  # noqa: E402
 from adasr_av.hrpo.rewards import ScoredRollout, deep_reward, stream_reward  # noqa: E402
 from adasr_av.hrpo.rollouts import SampledRollout  # noqa: E402
 from adasr_av.hrpo.trainer import ObjectiveConfig, RolloutConfig  # noqa: E402
@@ -89,6 +89,7 @@ def test_hrpo_trains_inside_trl_with_per_token_advantages(tokenizer, tmp_path):
     signal = False
     for _, inputs, rollouts in seen:
         expected = expected_advantages(rollouts, objective)
+        keep = carries_signal(expected)  # a group with no advantage anywhere is dropped: no weight
         weight = inputs["completion_mask"] * inputs["tool_mask"]  # TRL's loss mask
         assert inputs["advantages"].shape == inputs["completion_ids"].shape  # one advantage per token
         for b in range(len(rollouts)):
@@ -97,7 +98,9 @@ def test_hrpo_trains_inside_trl_with_per_token_advantages(tokenizer, tmp_path):
             r = next(i for i, x in enumerate(rollouts) if x.tokens == prompt + ids)
             n = len(prompt)
             phases = rollouts[r].labels.phase[n:]
-            assert [int(w) for w in weight[b, : len(ids)]] == [int(m) for m in model_mask(rollouts[r])[n:]]
+            assert [int(w) for w in weight[b, : len(ids)]] == [
+                int(keep and m) for m in model_mask(rollouts[r])[n:]
+            ]
             assert all(weight[b, t] == 0 for t, p in enumerate(phases) if p == "env")
             assert any(p == "env" for p in phases) and any(p != "env" for p in phases)
             torch.testing.assert_close(

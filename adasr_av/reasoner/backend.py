@@ -23,6 +23,8 @@ from adasr_av.errors import AdasrError
 from adasr_av.reasoner.kv_cache import StreamingCache, cache_argument, native_gqa_on_cpu
 from adasr_av.reasoner.sampling import TokenSampler
 
+MAX_ROOM = 512  # cache positions a row copy reserves up front; past that it grows as any cache does
+
 
 @dataclass
 class Generation:
@@ -81,6 +83,7 @@ class CacheBackend:
         self.cache_argument = cache_argument(model)
         inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT wraps it
         self.keeps_logits = "logits_to_keep" in inspect.signature(inner.forward).parameters
+        self.compacts = True  # rows with nothing to do leave the batch (see `_narrowed_to`)
         self.reset(1)
 
     def reset(self, rows: int) -> None:
@@ -92,22 +95,130 @@ class CacheBackend:
         self._fresh = False  # whether _logits reflect every token written so far
         self._mask: torch.Tensor | None = None  # [rows, cache length], once a row has a hole
         self._positions = torch.zeros(rows, dtype=torch.long, device=self.device)
+        self._part: tuple[list[int], CacheBackend] | None = None  # (its rows, the narrowed batch)
+        self.batch_rows, self.all_rows = list(range(rows)), rows  # this batch's rows among all rows
 
     def run(self, ids: Sequence[Sequence[int]]) -> float:
         for queue, more in zip(self._queued, ids, strict=True):
             queue.extend(more)
-        return self._forward()
+        live, _ = self._narrowed_to([bool(q) for q in self._queued], MAX_ROOM)
+        return live._forward()
 
     def generate(
         self, caps: Sequence[int], stops: set[int], sampler: TokenSampler, temperature: float = 1.0
     ) -> list[Generation]:
         gens = [Generation() for _ in range(self.rows)]
-        active = [cap > 0 for cap in caps]
         t0 = time.perf_counter()
+        live, rows = self._narrowed_to([cap > 0 for cap in caps], min(max(caps, default=0), MAX_ROOM))
+        live._generate_into([gens[r] for r in rows], [caps[r] for r in rows], stops, sampler, temperature)
+        wall = time.perf_counter() - t0
+        for gen in gens:
+            gen.wall_s = wall
+        return gens
+
+    def widen(self) -> None:
+        """Take every narrowed batch back, so that this backend's cache, mask and positions hold
+        every row again (the next call narrows again where it can)."""
+        if self._part is None:
+            return
+        rows, part = self._part
+        part.widen()
+        with torch.inference_mode():  # the cache's tensors were made in it
+            self._append_rows(rows, part)
+        self._part = None
+
+    # --- narrowing: rows with nothing to do leave the batch -----------------------------------
+    #
+    # A step's forward costs every row in the batch, pads included: the rows of a story whose
+    # stream has ended, or of a span that closed early, would wait in every forward until the last
+    # row is done. Once at most half the rows have work, the work runs on a copy of the cache that
+    # holds only those rows (a `_part`, which may narrow again), and the full batch takes the
+    # copy's new positions back, as masked holes for the rows that waited, only when a row outside
+    # it has work again. Narrowing at halves bounds the copies to about twice the cache per call.
+
+    def _narrowed_to(self, work: list[bool], room: int) -> tuple[CacheBackend, list[int]]:
+        """The batch to run `work`'s rows on (every row with work in it), narrowing or widening as
+        needed, and which of this backend's rows it holds, in its order."""
+        if self._part is not None:
+            rows, part = self._part
+            inside = set(rows)
+            if all(r in inside for r in range(self.rows) if work[r]):
+                live, held = part._narrowed_to([work[r] for r in rows], room)
+                return live, [rows[i] for i in held]
+            self.widen()
+        writing = [r for r in range(self.rows) if work[r]]
+        if writing and self._narrows(len(writing)):
+            self._narrow(writing, room)
+            return self._part[1], writing
+        return self, list(range(self.rows))
+
+    def _narrows(self, n_writing: int) -> bool:
+        return self.compacts and 2 * n_writing <= self.rows and self.cache.rows_selectable
+
+    def _narrow(self, rows: list[int], room: int) -> CacheBackend:
+        """Put rows `rows` in a batch of their own: a copy of their cache with room for `room` more
+        tokens each (it grows past that as any cache does), their queues shared."""
+        part = CacheBackend.__new__(CacheBackend)
+        part.__dict__.update(self.__dict__)
+        index = torch.tensor(rows, device=self.device)
+        part.rows = len(rows)
+        with torch.inference_mode():
+            part.cache = self.cache.select_rows(rows, room + max(len(self._queued[r]) for r in rows))
+        part._queued = [self._queued[r] for r in rows]  # the same lists: the part runs and clears them
+        part._logits = self._logits[index] if self._logits is not None else None
+        part._mask = self._mask[index] if self._mask is not None else None
+        part._positions = self._positions[index]
+        part._part = None
+        part.batch_rows = [self.batch_rows[r] for r in rows]
+        self._part = (rows, part)
+        return part
+
+    def _append_rows(self, rows: list[int], part: CacheBackend) -> None:
+        """Take back what `part` (a `_narrow` to rows `rows`) ran and wrote since; the other rows
+        wait behind masked holes as they do when a forward pads them."""
+        grown = part.encoded_tokens - self.encoded_tokens
+        index = torch.tensor(rows, device=self.device)
+        if grown:
+            self.cache.append_rows(rows, part.cache)
+            if self._mask is None:
+                self._mask = torch.ones(self.rows, self.encoded_tokens, dtype=torch.long, device=self.device)
+            tail = torch.zeros(self.rows, grown, dtype=torch.long, device=self.device)
+            tail[index] = part._mask[:, self.encoded_tokens :] if part._mask is not None else 1
+            self._mask = torch.cat([self._mask, tail], dim=1)
+            self.encoded_tokens = part.encoded_tokens
+        if part._logits is not None:
+            if self._logits is None:
+                self._logits = part._logits.new_zeros((self.rows, part._logits.shape[1]))
+            self._logits[index] = part._logits
+        self._positions[index] = part._positions
+        self._fresh = False
+
+    def _generate_into(
+        self,
+        gens: list[Generation],
+        caps: Sequence[int],
+        stops: set[int],
+        sampler: TokenSampler,
+        temperature: float,
+    ) -> None:
+        """Sample into `gens` (one per row, possibly holding tokens already) until each row is done,
+        narrowing the batch to the rows still writing once at most half of them are."""
+        active = [
+            len(gen.tokens) < cap and gen.stop is None and not gen.eos
+            for gen, cap in zip(gens, caps, strict=True)
+        ]
         while any(active):
+            writing = [r for r in range(self.rows) if active[r]]
+            if self._narrows(len(writing)):
+                room = min(max(caps[r] - len(gens[r].tokens) for r in writing), MAX_ROOM)
+                part = self._narrow(writing, room)
+                part._generate_into(
+                    [gens[r] for r in writing], [caps[r] for r in writing], stops, sampler, temperature
+                )
+                return
             if not self._fresh:
                 self._forward()
-            tokens = sampler(self._logits)
+            tokens = sampler(self._logits, self.batch_rows, self.all_rows)
             logprobs = torch.log_softmax(self._logits.float() / temperature, dim=-1)
             chosen = logprobs.gather(1, tokens[:, None]).squeeze(1).tolist()
             self._fresh = False
@@ -124,10 +235,6 @@ class CacheBackend:
                     gen.stop, active[r] = token, False
                 elif len(gen.tokens) >= caps[r]:
                     active[r] = False
-        wall = time.perf_counter() - t0
-        for gen in gens:
-            gen.wall_s = wall
-        return gens
 
     def _forward(self) -> float:
         """Run every row's queued tokens in one forward (short rows padded, the pads masked)."""
@@ -173,7 +280,7 @@ class CacheBackend:
             ran = torch.tensor(lengths, device=self.device)[:, None] > 0
             logits = torch.where(ran, logits, self._logits)
         self._logits, self._fresh = logits, True
-        self._positions += torch.tensor(lengths, device=self.device)
+        self._positions = self._positions + torch.tensor(lengths, device=self.device)
         self.encoded_tokens += width
         for queue in self._queued:
             queue.clear()

@@ -49,6 +49,17 @@ class GrowingLayer(DynamicLayer):
         shares = self.keys.untyped_storage().data_ptr() == buffer.untyped_storage().data_ptr()
         return self.get_seq_length() == 0 or shares
 
+    def select_rows(self, rows: torch.Tensor, room: int) -> GrowingLayer:
+        """A new layer holding only batch rows `rows`, with room for `room` more positions."""
+        layer = GrowingLayer()
+        n = self.get_seq_length()
+        layer.lazy_initialization(self.keys, self.values)
+        keys, values = self.keys[rows], self.values[rows]
+        layer._key_buffer = self._grown(keys, keys, n, n + room)
+        layer._value_buffer = self._grown(values, values, n, n + room)
+        layer.keys, layer.values = layer._key_buffer[..., :n, :], layer._value_buffer[..., :n, :]
+        return layer
+
     @staticmethod
     def _grown(old: torch.Tensor, new: torch.Tensor, n: int, capacity: int) -> torch.Tensor:
         buffer = new.new_empty((*new.shape[:-2], capacity, new.shape[-1]))
@@ -63,6 +74,33 @@ class StreamingCache(DynamicCache):
     def __init__(self, config):
         super().__init__(config=config)
         self.layers = [GrowingLayer() if type(layer) is DynamicLayer else layer for layer in self.layers]
+
+    @property
+    def rows_selectable(self) -> bool:
+        """Whether `select_rows` and `append_rows` can work on it (every layer a filled `GrowingLayer`)."""
+        return all(type(layer) is GrowingLayer and layer.is_initialized for layer in self.layers)
+
+    def select_rows(self, rows: list[int], room: int) -> StreamingCache:
+        """A cache of batch rows `rows` only (copied), with room for `room` more positions."""
+        index = torch.tensor(rows, device=self.layers[0].keys.device)
+        selected = StreamingCache.__new__(StreamingCache)
+        selected.__dict__.update(self.__dict__)
+        selected.layers = [layer.select_rows(index, room) for layer in self.layers]
+        return selected
+
+    def append_rows(self, rows: list[int], part: StreamingCache) -> None:
+        """Append the positions `part` (a `select_rows` of this cache, grown since) has beyond this
+        one to rows `rows`; the other rows get zeros there, which their attention mask must hide."""
+        start = self.get_seq_length()
+        index = torch.tensor(rows, device=self.layers[0].keys.device)
+        for layer, grown in zip(self.layers, part.layers, strict=True):
+            new = []
+            for mine, theirs in ((layer.keys, grown.keys), (layer.values, grown.values)):
+                tail = theirs[..., start:, :]
+                block = mine.new_zeros((mine.shape[0], *tail.shape[1:]))
+                block[index] = tail
+                new.append(block)
+            layer.update(*new)
 
 
 def cache_argument(model) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -40,10 +41,20 @@ class TokenSampler:
             self.warpers.append(TopPLogitsWarper(options.top_p))
         self.generator = torch.Generator(device=device).manual_seed(options.seed)
 
-    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+    def __call__(
+        self, logits: torch.Tensor, rows: Sequence[int] | None = None, of: int | None = None
+    ) -> torch.Tensor:
+        """`rows`: which rows of a batch of `of` these logits are (all of them when not given).
+        Each call draws one uniform number per row of the whole batch and samples by inverse CDF,
+        so what a row draws does not depend on which other rows are in the call (a backend drops
+        rows that have nothing to do)."""
         logits = logits.float()
         if not self.options.do_sample:
             return logits.argmax(dim=-1)
         scores = self.warpers(torch.empty(0, dtype=torch.long), logits)
-        probs = torch.softmax(scores, dim=-1)
-        return torch.multinomial(probs, 1, generator=self.generator).squeeze(-1)
+        cdf = torch.softmax(scores, dim=-1).cumsum(dim=-1)
+        u = torch.rand(of or len(logits), generator=self.generator, device=self.generator.device)
+        if rows is not None:
+            u = u[torch.tensor(rows, device=u.device)]
+        u = u.to(cdf.device)[:, None] * cdf[:, -1:]  # under the total: a token of probability 0 is never hit
+        return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=cdf.shape[-1] - 1)
