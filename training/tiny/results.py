@@ -89,7 +89,7 @@ REGIMES = {
 }
 FREE_CHOOSE = "data/free/choose.jsonl"  # python training/tiny/free_stories.py --out data/free
 SFT = "runs/tiny-robust-adaptive/final"  # the bundled default, byte for byte; where the RL starts
-RTT = "runs/tiny17-rtt/final"  # bash training/tiny/build_rtt.sh
+RTT = "runs/tiny17-rtt-low/final"  # bash training/tiny/build_rtt.sh
 HRPO_VARIANTS = ("hrpo-20", "hrpo", "lam-1", "unit")  # in tie-break order: shorter, then the default
 GRPO_VARIANTS = ("grpo-20", "grpo")
 DESCRIBED = {
