@@ -22,7 +22,12 @@ SAMPLE_ANSWER = "6"
 
 
 ASKED = ("question", "reference")  # commands that ask their own questions (a story's, a CSV's)
-PLAIN_ASR_FLAGS = {"backend": "--backend", "model": "--model", "device": "--device"}  # no reasoner beside
+PLAIN_ASR_FLAGS = {
+    "backend": "--backend",
+    "model": "--model",
+    "device": "--device",
+    "compute_type": "--compute-type",
+}  # no reasoner beside
 
 
 def _add_sections(

@@ -69,6 +69,12 @@ class ASRSection:
         flag="--asr-model",
     )
     device: str = option("cpu", "Whisper's device", flag="--asr-device")
+    compute_type: Literal["auto", "float32", "int8", "int8_float32", "float16", "int8_float16"] = option(
+        "auto",
+        "faster-whisper's weights: auto is float16 on a GPU, float32 on the CPU (the same words on "
+        "every CPU); int8 about halves the CPU's work, but what it hears depends on the CPU's kernels",
+        flag="--asr-compute-type",
+    )
     language: str = option(
         "en",
         "speech language: any Whisper language code with a multilingual model; English-only "
@@ -80,6 +86,8 @@ class ASRSection:
     def __post_init__(self):
         if not self.step > 0:
             raise _bad("--step", "asr.step", f"must be positive, got {self.step:g}")
+        if self.compute_type != "auto" and self.backend != "faster-whisper":
+            raise _bad("--asr-compute-type", "asr.compute_type", f"is for faster-whisper, not {self.backend}")
 
     def options(self):
         from adasr_av.encoders.streaming_asr import StreamingASROptions
@@ -99,7 +107,15 @@ class ASRSection:
         from adasr_av.encoders.whisper_backends import load_backend
 
         model = self.resolved_model()
-        return load_backend(self.backend, model, self.device, cpu_threads=threads, language=self.language)
+        compute_type = None if self.compute_type == "auto" else self.compute_type
+        return load_backend(
+            self.backend,
+            model,
+            self.device,
+            cpu_threads=threads,
+            language=self.language,
+            compute_type=compute_type,
+        )
 
 
 @dataclass

@@ -11,7 +11,7 @@ written as H.264 + AAC with PyAV. Then:
   the bundled reasoner on the cost-model clock, computation-aware encoders), wall seconds per
   second of clip; and where the compute went (Whisper, OCR reads).
 
-    python benchmarks/video_stream.py [--seconds 60] [--slide-s 6] [--threads 1]
+    python benchmarks/video_stream.py [--seconds 60] [--slide-s 6] [--threads 1] [--asr-compute-type int8]
 
 Last line: RESULT ocr_fps=.. rtf=.. asr_rtf=.. ocr_reads=.. clip_s=..
 """
@@ -65,6 +65,11 @@ def main() -> None:
     parser.add_argument("--slide-s", type=float, default=6.0)
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads for OCR (run: 1)")
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument(
+        "--asr-compute-type",
+        default=None,
+        help="faster-whisper weights (default: float32 on the CPU, as run)",
+    )
     args = parser.parse_args()
 
     texts = slide_texts(int(args.seconds // args.slide_s), args.seed)
@@ -82,7 +87,10 @@ def main() -> None:
         clip = write_video(Path(folder) / "clip.mp4", slides, args.seconds, narration(args.seconds))
         model, tokenizer = load_reasoner_model(str(default_model()))
         ocr = OCREncoder(OCROptions(threads=args.threads), reader=reader)
-        models = PipelineModels(StreamingReasoner(model, tokenizer), [ASREncoder(load_backend()), ocr])
+        models = PipelineModels(
+            StreamingReasoner(model, tokenizer),
+            [ASREncoder(load_backend(compute_type=args.asr_compute_type)), ocr],
+        )
         started = time.perf_counter()
         run = PipelineRun(models, open_records(str(clip), fps=1.0))
         events = run.run()

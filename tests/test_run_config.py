@@ -29,6 +29,11 @@ def config_of(argv: list[str]) -> RunConfig:
     return run_config(args, args.parser_, args.command)
 
 
+# keys whose non-default value another key's non-default value rules out (int8 weights are
+# faster-whisper's; the other backend's default is openai-whisper): set in a file of their own
+ALONE = {("asr", "compute_type"): "int8"}
+
+
 def other_value(section: str, f: dataclasses.Field, hint) -> object:
     """A valid value of the field that is not its default (what a file or flag would set)."""
     special = {
@@ -74,6 +79,8 @@ def test_every_key_set_in_a_file_reaches_the_config(tmp_path):
     lines = []
     expected = {}
     for section, f, hint in every_key():
+        if (section, f.name) in ALONE:
+            continue
         value = other_value(section, f, hint)
         expected[(section, f.name)] = Path(value) if f.name in ("out", "srt", "ocr", "plot") else value
         lines.append((section, f.name, value))
@@ -90,6 +97,9 @@ def test_every_key_set_in_a_file_reaches_the_config(tmp_path):
     for (section, name), value in expected.items():
         assert getattr(getattr(config, section), name) == value, f"{section}.{name}"
     assert config != RunConfig()
+    for (section, name), value in ALONE.items():  # each in a file of its own
+        path.write_text(f"[{section}]\n{name} = {value!r}\n".replace("'", '"'))
+        assert getattr(getattr(config_of(["run", "--config", str(path)]), section), name) == value
 
 
 def test_a_flag_wins_over_the_file_and_the_file_over_the_default(tmp_path):
@@ -117,6 +127,10 @@ def test_sampling_and_answer_caps_can_be_set_in_a_pipeline_file(tmp_path):
     ("make", "message"),
     [
         (lambda: ASRSection(step=0), "--step (asr.step) must be positive"),
+        (
+            lambda: ASRSection(backend="openai-whisper", compute_type="int8"),
+            "--asr-compute-type (asr.compute_type) is for faster-whisper",
+        ),
         (lambda: VideoSection(fps=-1), "--fps (video.fps) must be positive"),
         (lambda: VideoSection(change_threshold=300), "video.change_threshold"),
         (lambda: VideoSection(video="off", caption_model="x"), "--caption-model (video.caption_model)"),
@@ -143,6 +157,7 @@ def test_each_section_checks_itself_naming_the_field(make, message):
         ("batch", '[output]\nsrt = "a.srt"\n', "does not take output.srt"),
         ("demo", '[reasoner]\nquestion = "?"\n', "does not take reasoner.question"),
         ("run", "[vidoe]\nfps = 1\n", "unknown key 'vidoe'"),
+        ("run", '[asr]\ncompute_type = "int4"\n', "key 'asr.compute_type' must be 'auto' or"),
     ],
 )
 def test_a_bad_pipeline_file_is_one_line_before_anything_loads(command, text, message, tmp_path, capsys):
@@ -158,3 +173,11 @@ def test_batch_and_demo_take_the_shipped_recorded_pipeline():
     for argv in (["batch", "x", "--out", "o"], ["demo"]):
         config = config_of([*argv, "--config", "pipelines/recorded.toml"])
         assert config.asr.unaware is True and config.reasoner.clock == "cost-model"
+
+
+@pytest.mark.parametrize(("flag", "loaded"), [("auto", "float32"), ("int8", "int8_float32")])
+def test_the_asr_compute_type_reaches_the_loaded_whisper(flag, loaded):
+    """auto is float32 on the CPU; int8 loads int8 weights (CTranslate2 names them int8_float32 on a
+    CPU: int8 weights, float32 activations)."""
+    config = config_of(["run", "x.wav", "--asr-compute-type", flag])
+    assert config.asr.load(1).model.model.compute_type == loaded

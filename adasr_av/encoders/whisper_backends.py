@@ -295,10 +295,14 @@ def load_backend(
     device: str = "cpu",
     cpu_threads: int | None = None,
     language: str = "en",
+    compute_type: str | None = None,
 ) -> WhisperBackend:
-    """`cpu_threads` (faster-whisper): CPU threads, fewer when several workers share a machine."""
+    """`cpu_threads` (faster-whisper): CPU threads, fewer when several workers share a machine;
+    `compute_type` (faster-whisper): its weights' type (None: `compute_type_for` the device)."""
     if name == "faster-whisper":
-        return FasterWhisperBackend(model, device=device, cpu_threads=cpu_threads, language=language)
+        return FasterWhisperBackend(
+            model, device=device, compute_type=compute_type, cpu_threads=cpu_threads, language=language
+        )
     if name == "openai-whisper":
         return OpenAIWhisperBackend(model, device=device, language=language)
     raise AdasrError(f"unknown ASR backend {name!r} (choose from {', '.join(BACKENDS)})")
