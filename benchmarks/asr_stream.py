@@ -8,7 +8,7 @@ words; `--unaware`: stream time stops while Whisper runs, so decodes fall at fix
 audio and the transcript does not depend on the machine), and transcribes the same audio offline
 in one call.
 
-    python benchmarks/asr_stream.py [--minutes 3] [--step 1.0] [--model M] [--compare naive]
+    python benchmarks/asr_stream.py [--minutes 3] [--step 1.0] [--model M] [--compare naive] [--asr-compute-type int8]
     python benchmarks/asr_stream.py --long-minutes 30   # one stream: is the per-step cost flat?
 
 - word commit latency: a word's commit time minus its end, stream seconds; chunk latency: a
@@ -205,10 +205,15 @@ def main() -> None:
         help="stream time stops while Whisper runs (decodes at fixed points)",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--asr-compute-type",
+        default=None,
+        help="faster-whisper weights (default: float32 on the CPU, as run)",
+    )
     args = parser.parse_args()
 
     rng = random.Random(args.seed)
-    backend = load_backend(model=args.model)
+    backend = load_backend(model=args.model, compute_type=args.asr_compute_type)
     backend.beam_size = args.beam
     voice_list = voices()
     spoken: list[Spoken] = []
