@@ -8,7 +8,8 @@ words; `--unaware`: stream time stops while Whisper runs, so decodes fall at fix
 audio and the transcript does not depend on the machine), and transcribes the same audio offline
 in one call.
 
-    python benchmarks/asr_stream.py [--minutes 3] [--step 1.0] [--model M] [--compare naive] [--asr-compute-type int8]
+    python benchmarks/asr_stream.py [--minutes 3] [--step 1.0] [--model M] [--compare naive]
+                                    [--asr-compute-type int8]
     python benchmarks/asr_stream.py --long-minutes 30   # one stream: is the per-step cost flat?
 
 - word commit latency: a word's commit time minus its end, stream seconds; chunk latency: a
