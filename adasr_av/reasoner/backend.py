@@ -163,7 +163,7 @@ class CacheBackend:
         index = torch.tensor(rows, device=self.device)
         part.rows = len(rows)
         with torch.inference_mode():
-            part.cache = self.cache.select_rows(rows, room + max(len(self._queued[r]) for r in rows))
+            part.cache = self.cache.select_rows(index, room + max(len(self._queued[r]) for r in rows))
         part._queued = [self._queued[r] for r in rows]  # the same lists: the part runs and clears them
         part._logits = self._logits[index] if self._logits is not None else None
         part._mask = self._mask[index] if self._mask is not None else None
@@ -179,7 +179,7 @@ class CacheBackend:
         grown = part.encoded_tokens - self.encoded_tokens
         index = torch.tensor(rows, device=self.device)
         if grown:
-            self.cache.append_rows(rows, part.cache)
+            self.cache.append_rows(index, part.cache)
             if self._mask is None:
                 self._mask = torch.ones(self.rows, self.encoded_tokens, dtype=torch.long, device=self.device)
             tail = torch.zeros(self.rows, grown, dtype=torch.long, device=self.device)

@@ -80,25 +80,24 @@ class StreamingCache(DynamicCache):
         """Whether `select_rows` and `append_rows` can work on it (every layer a filled `GrowingLayer`)."""
         return all(type(layer) is GrowingLayer and layer.is_initialized for layer in self.layers)
 
-    def select_rows(self, rows: list[int], room: int) -> StreamingCache:
-        """A cache of batch rows `rows` only (copied), with room for `room` more positions."""
-        index = torch.tensor(rows, device=self.layers[0].keys.device)
+    def select_rows(self, rows: torch.Tensor, room: int) -> StreamingCache:
+        """A cache of batch rows `rows` (an index tensor) only, copied, with room for `room` more
+        positions."""
         selected = StreamingCache.__new__(StreamingCache)
         selected.__dict__.update(self.__dict__)
-        selected.layers = [layer.select_rows(index, room) for layer in self.layers]
+        selected.layers = [layer.select_rows(rows, room) for layer in self.layers]
         return selected
 
-    def append_rows(self, rows: list[int], part: StreamingCache) -> None:
+    def append_rows(self, rows: torch.Tensor, part: StreamingCache) -> None:
         """Append the positions `part` (a `select_rows` of this cache, grown since) has beyond this
         one to rows `rows`; the other rows get zeros there, which their attention mask must hide."""
         start = self.get_seq_length()
-        index = torch.tensor(rows, device=self.layers[0].keys.device)
         for layer, grown in zip(self.layers, part.layers, strict=True):
             new = []
             for mine, theirs in ((layer.keys, grown.keys), (layer.values, grown.values)):
                 tail = theirs[..., start:, :]
                 block = mine.new_zeros((mine.shape[0], *tail.shape[1:]))
-                block[index] = tail
+                block[rows] = tail
                 new.append(block)
             layer.update(*new)
 
