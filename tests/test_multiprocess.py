@@ -37,12 +37,20 @@ def ties_on_marked(rollouts, records):
     ]
 
 
-def torchrun(args: list[str], cpu_world: bool = True, timeout_s: float = 240) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "ACCELERATE_USE_CPU"}
+def torchrun(
+    args: list[str],
+    cpu_world: bool = True,
+    timeout_s: float = 240,
+    env: dict[str, str] | None = None,
+    launcher: list[str] | None = None,
+) -> subprocess.CompletedProcess:
+    """This file run as two processes (by torchrun, or by `launcher`) with `args`."""
+    env = {k: v for k, v in os.environ.items() if k != "ACCELERATE_USE_CPU"} | (env or {})
     env |= {"OMP_NUM_THREADS": "1", "PYTHONPATH": os.path.dirname(__file__)}
-    if cpu_world:
+    if cpu_world and launcher is None:
         env["ACCELERATE_USE_CPU"] = "true"
-    command = [str(TORCHRUN), "--standalone", "--nproc_per_node", "2", __file__, *args, "--no-progress"]
+    launcher = launcher or [str(TORCHRUN), "--standalone", "--nproc_per_node", "2"]
+    command = [*launcher, __file__, *args, "--no-progress"]
     run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            start_new_session=True)  # fmt: skip
     try:
@@ -52,6 +60,15 @@ def torchrun(args: list[str], cpu_world: bool = True, timeout_s: float = 240) ->
         run.communicate()
         pytest.fail(f"the two processes did not finish in {timeout_s} s (ranks waiting on each other?)")
     return subprocess.CompletedProcess(command, run.returncode, out, err)
+
+
+def deepspeed_launch(args: list[str], timeout_s: float = 400) -> subprocess.CompletedProcess:
+    """The shipped ZeRO-2 recipe as a researcher launches it, on two CPU processes: DeepSpeed's CPU
+    accelerator over gloo, fp32 (the YAML's bf16 is for GPUs), two processes (not the YAML's 8)."""
+    recipe = Path(__file__).parents[1] / "training" / "qwen3" / "accelerate" / "deepspeed-zero2.yaml"
+    launch = [str(Path(sys.executable).with_name("accelerate")), "launch", "--config_file", str(recipe)]
+    launch += ["--num_processes", "2", "--mixed_precision", "no"]
+    return torchrun(args, env={"DS_ACCELERATOR": "cpu"}, launcher=launch, timeout_s=timeout_s)
 
 
 def ranks(run: Path) -> list[dict]:
@@ -108,6 +125,50 @@ def test_sft_on_two_processes_stays_in_sync(sft_run):
     assert [r["step"] for r in log(run) if "valid_loss" in r] == [STEPS] and log(run)[-1]["valid_loss"] > 0
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-2"]
     assert not (run / "final.partial").exists()
+    # the schedule advances once per optimizer step, not once per process (accelerate's default)
+    assert [r["lr"] for r in log(run)] == pytest.approx(expected_lrs(lr=5e-3, warmup=1, steps=STEPS))
+
+
+def expected_lrs(lr: float, warmup: int, steps: int, min_lr_ratio: float = 0.1) -> list[float]:
+    """The learning rate after each of `steps` optimizer steps of the SFT schedule, alone."""
+    from transformers import get_cosine_with_min_lr_schedule_with_warmup
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    schedule = get_cosine_with_min_lr_schedule_with_warmup(optimizer, warmup, steps, min_lr_rate=min_lr_ratio)
+    lrs = []
+    for _ in range(steps):
+        optimizer.step()
+        schedule.step()
+        lrs.append(schedule.get_last_lr()[0])
+    return lrs
+
+
+def test_the_shipped_deepspeed_recipe_runs_sft_with_one_optimizer_step_per_update(sft_run):
+    """ZeRO-2 by `accelerate launch --config_file deepspeed-zero2.yaml`, full fine-tuning with two
+    micro-batches an update: the TOML's accumulation replaces the YAML's, the engine steps once per
+    update (not on every backward), the ranks end in sync and the schedule runs once."""
+    folder, _ = sft_run
+    output = folder / "zero2-sft"
+    args = ["train", "sft", "--config", str(folder / "sft.toml"), "--set", f'train.output="{output}"']
+    done = deepspeed_launch([*args, "--set", "train.grad_accum=2"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    first, _ = assert_in_sync(output, start=output / "init")
+    assert (first["backward"], first["optimizer_steps"]) == (2 * STEPS, STEPS)
+    assert [r["step"] for r in log(output)] == list(range(1, STEPS + 1))
+    assert [r["lr"] for r in log(output)] == pytest.approx(expected_lrs(lr=5e-3, warmup=1, steps=STEPS))
+
+
+def test_the_shipped_deepspeed_recipe_runs_hrpo_in_sync(sft_run):
+    """HRPO under ZeRO-2, one rank's groups all tying: one engine step per pass on both ranks."""
+    folder, _ = sft_run
+    output = folder / "zero2-hrpo"
+    done = deepspeed_launch(
+        ["train", "hrpo", "--config", str(hrpo_config(folder)), "--set", f'train.output="{output}"']
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    first, second = assert_in_sync(output, start=folder / "sft" / "final")
+    assert first["optimizer_steps"] == STEPS and second["backward"] == first["backward"] > 0
+    assert [(r["groups"], r["dropped_groups"]) for r in log(output)] == [(2, 1)] * STEPS
 
 
 def hrpo_config(folder: Path) -> Path:
@@ -213,6 +274,9 @@ def _train_and_record(args: list[str]) -> int:
         return adamw_step(self, *a, **k)
 
     def recorded_save_final(accelerator, model, tokenizer, output):
+        engine = getattr(accelerator, "deepspeed_engine_wrapped", None)
+        if engine is not None:  # ZeRO steps AdamW once per parameter group: count the engine's steps
+            counts["optimizer_steps"] = engine.engine.global_steps
         weights = {
             k: v.detach().cpu().clone() for k, v in accelerator.unwrap_model(model).state_dict().items()
         }

@@ -50,10 +50,10 @@ from adasr_av.training.model_setup import (
     with_lora,
 )
 from adasr_av.training.run_folder import (
-    check_world,
     decided_once,
     finish_run,
     log_line,
+    make_accelerator,
     resume,
     save_checkpoint,
     start_run,
@@ -278,7 +278,6 @@ def step_groups(
 
 def train_hrpo(config: HRPOConfig, progress: bool = True) -> Path:
     """Train; returns the folder of the final model."""
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
@@ -295,8 +294,7 @@ def train_hrpo(config: HRPOConfig, progress: bool = True) -> Path:
     reward_functions(o)  # unknown reward names fail before the model loads
     clock = CostModelClock(load_cost_model(config.rollout.cost_profile))
 
-    accelerator = Accelerator()
-    check_world(accelerator)
+    accelerator = make_accelerator()
     _refuse_sharded_parameters(accelerator)
     if t.prompts_per_step % accelerator.num_processes:
         raise AdasrError(

@@ -48,6 +48,32 @@ RESUMABLE = (
 )
 
 
+def make_accelerator(gradient_accumulation_steps: int = 1):
+    """The trainers' Accelerator, refused if the launcher's processes do not form one world.
+
+    The learning-rate schedule is stepped by the trainer once per optimizer step: accelerate's own
+    stepping advances it once per process (it assumes each process's batches are a share of one
+    epoch's), so the cosine schedule would end after 1 / world of the run and then rise again.
+
+    DeepSpeed without a GPU (its CPU accelerator, `DS_ACCELERATOR=cpu`) needs accelerate to be told
+    the process group's backend: accelerate finds none for a CPU it was not told to use and would
+    give every process a world of 1. This is how a DeepSpeed recipe is run on CPU (the tests)."""
+    from accelerate import Accelerator
+    from accelerate.utils import InitProcessGroupKwargs
+
+    handlers = []
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
+    if deepspeed and os.environ.get("DS_ACCELERATOR") == "cpu":
+        handlers.append(InitProcessGroupKwargs(backend="gloo"))
+    accelerator = Accelerator(
+        gradient_accumulation_steps=gradient_accumulation_steps,
+        step_scheduler_with_optimizer=False,
+        kwargs_handlers=handlers,
+    )
+    check_world(accelerator)
+    return accelerator
+
+
 def check_world(accelerator) -> None:
     """Refuse a launcher that started several processes which accelerate sees as one world each:
     they would all train alone, log every step and race on the run folder."""

@@ -30,10 +30,10 @@ from adasr_av.training.model_setup import (
 )
 from adasr_av.training.run_folder import (
     BestValidation,
-    check_world,
     decided_once,
     finish_run,
     log_line,
+    make_accelerator,
     resume,
     save_checkpoint,
     save_final,
@@ -178,7 +178,6 @@ def _load_model(config: SFTConfig, stories: list[StreamedStory], output: Path, a
 
 def train_sft(config: SFTConfig, progress: bool = True) -> Path:
     """Train; returns the folder of the final model (tokenizer included)."""
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
     from transformers import get_cosine_with_min_lr_schedule_with_warmup
@@ -195,8 +194,7 @@ def train_sft(config: SFTConfig, progress: bool = True) -> Path:
         return final
     stories = load_stories(d.train, d.max_stories)  # a bad dataset fails before the run folder is made
     valid_stories = load_stories(d.valid, d.valid_stories) if d.valid else []
-    accelerator = Accelerator(gradient_accumulation_steps=t.grad_accum)
-    check_world(accelerator)
+    accelerator = make_accelerator(t.grad_accum)
     fit_backend(accelerator, t.batch_size, t.grad_accum, t.max_grad_norm)
     start_run(output, config, accelerator)
     set_seed(t.seed)
@@ -248,7 +246,8 @@ def train_sft(config: SFTConfig, progress: bool = True) -> Path:
             if accelerator.sync_gradients:
                 accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)
             optimizer.step()
-            scheduler.step()
+            if accelerator.sync_gradients:  # once per optimizer step, whatever the world size
+                scheduler.step()
             optimizer.zero_grad()
         tokens += int(batch["attention_mask"].sum())
         losses.append(loss.item())
